@@ -1,0 +1,111 @@
+// Modules with Hugging Face-style parameter names. A module's children and
+// params are named after the properties they are assigned to (arrays give
+// "layers.0"), so `this.q_proj = new Linear(...)` yields "….q_proj.weight",
+// exactly as in PyTorch checkpoints. Names resolve lazily through parent links.
+import type { DType } from '../ir/dtype.ts';
+import type { Init } from '../ir/params.ts';
+import { currentTrace, DSLError } from './trace.ts';
+import { Tensor } from './tensor.ts';
+import { userSite } from './site.ts';
+
+interface Owner {
+  parent: Module;
+  key: string;
+}
+
+const OWNER = Symbol('owner');
+
+export class Param {
+  [OWNER]?: Owner;
+  constructor(
+    readonly shape: readonly number[],
+    readonly init: Init,
+    readonly dtype: DType = 'f32',
+  ) {
+    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw new DSLError(`param shape [${shape}] must be non-negative integers`, userSite());
+  }
+  get path(): string {
+    const o = this[OWNER];
+    if (!o) throw new DSLError('a Param must be assigned to a Module property before use', userSite());
+    const pre = o.parent.path;
+    return pre ? `${pre}.${o.key}` : o.key;
+  }
+  get frozen(): boolean {
+    return this[OWNER]?.parent.isFrozen ?? false;
+  }
+  get numel(): number {
+    return this.shape.reduce((a, d) => a * d, 1);
+  }
+  /** The param as a tensor of the active trace (one node per name). */
+  get t(): Tensor {
+    const tr = currentTrace();
+    return new Tensor(
+      tr.apply('param', { name: this.path, dtype: this.dtype, shape: [...this.shape], init: this.init, frozen: this.frozen, seed: tr.seed }, []),
+    );
+  }
+}
+
+function adopt(value: unknown, parent: Module, key: string): void {
+  if (value instanceof Module || value instanceof Param) {
+    if (value[OWNER] && value[OWNER].parent !== parent) throw new DSLError(`'${key}' is already owned by '${value[OWNER].parent.path || '<root>'}' (share tensors, not modules)`, userSite());
+    value[OWNER] = { parent, key };
+  } else if (Array.isArray(value)) value.forEach((v, i) => adopt(v, parent, `${key}.${i}`));
+}
+
+export abstract class Module {
+  [OWNER]?: Owner;
+  private frozenFlag = false;
+
+  constructor() {
+    // Returning a proxy from the base constructor makes it `this` in subclass
+    // constructors, so plain property assignments name children.
+    const proxy: Module = new Proxy(this, {
+      set(target, key, value, receiver) {
+        if (typeof key === 'string' && key !== 'frozenFlag') adopt(value, receiver as Module, key);
+        return Reflect.set(target, key, value, receiver);
+      },
+      // class-field initialisers define rather than set
+      defineProperty(target, key, desc) {
+        if (typeof key === 'string' && key !== 'frozenFlag' && 'value' in desc) adopt(desc.value, proxy, key);
+        return Reflect.defineProperty(target, key, desc);
+      },
+    });
+    return proxy;
+  }
+
+  get path(): string {
+    const o = this[OWNER];
+    if (!o) return '';
+    const pre = o.parent.path;
+    return pre ? `${pre}.${o.key}` : o.key;
+  }
+
+  /** Frozen modules (e.g. the VLM) get no gradients and no optimizer state. */
+  freeze(frozen = true): this {
+    this.frozenFlag = frozen;
+    return this;
+  }
+  get isFrozen(): boolean {
+    return this.frozenFlag || (this[OWNER]?.parent.isFrozen ?? false);
+  }
+
+  protected param(shape: readonly number[], init: Init, dtype: DType = 'f32'): Param {
+    return new Param(shape, init, dtype);
+  }
+
+  /** All params under this module with their full names, in declaration order. */
+  namedParameters(): [string, Param][] {
+    const out: [string, Param][] = [];
+    const visit = (v: unknown) => {
+      if (v instanceof Param) out.push([v.path, v]);
+      else if (v instanceof Module) for (const k of Object.keys(v)) k !== 'frozenFlag' && visit((v as unknown as Record<string, unknown>)[k]);
+      else if (Array.isArray(v)) v.forEach(visit);
+    };
+    visit(this);
+    return out;
+  }
+
+  paramCount(opts: { trainableOnly?: boolean } = {}): number {
+    return this.namedParameters().reduce((a, [, p]) => a + (opts.trainableOnly && p.frozen ? 0 : p.numel), 0);
+  }
+}

@@ -1,0 +1,69 @@
+// The tracing context: DSL calls made while a trace is active build IR nodes.
+import { Builder, Graph } from '../ir/graph.ts';
+import { sym, type Dim } from '../ir/dims.ts';
+import type { DType } from '../ir/dtype.ts';
+import { OpError, type Node } from '../ir/node.ts';
+import type { OpKind, OpParams } from '../ir/params.ts';
+import { userSite } from './site.ts';
+import { Tensor } from './tensor.ts';
+
+export class DSLError extends Error {
+  constructor(message: string, readonly site?: string) {
+    super(site ? `${site}: ${message}` : message);
+    this.name = 'DSLError';
+  }
+}
+
+export class Trace {
+  readonly builder = new Builder();
+  readonly inputs: Node<'input'>[] = [];
+  constructor(readonly seed = 0) {}
+
+  apply<K extends OpKind>(op: K, params: OpParams[K], inputs: readonly Node[]): Node<K> {
+    try {
+      return this.builder.apply(op, params, inputs);
+    } catch (e) {
+      if (e instanceof OpError) throw new DSLError(e.message, userSite());
+      throw e;
+    }
+  }
+}
+
+let current: Trace | null = null;
+
+export function currentTrace(): Trace {
+  if (!current) throw new DSLError('no graph is being traced: build tensors inside trace(...) or a defineGraph build function', userSite());
+  return current;
+}
+
+export interface TraceOptions {
+  seed?: number;
+}
+
+/** Run `fn` with a fresh trace; its returned tensors become the graph's named outputs. */
+export function trace(name: string, fn: () => Record<string, Tensor>, opts: TraceOptions = {}): Graph {
+  const prev = current;
+  const t = (current = new Trace(opts.seed ?? 0));
+  try {
+    const outs = fn();
+    const entries = Object.entries(outs);
+    if (entries.length === 0) throw new DSLError(`graph '${name}' has no outputs`);
+    for (const [k, v] of entries) if (!(v instanceof Tensor)) throw new DSLError(`graph '${name}': output '${k}' is not a Tensor`);
+    return new Graph(name, t.inputs, entries.map(([k, v]) => ({ name: k, node: v.node })));
+  } finally {
+    current = prev;
+  }
+}
+
+/** A named symbolic dimension (batch, seq, ...). */
+export function dim(name: string): Dim {
+  return sym(name);
+}
+
+export function input(name: string, dtype: DType, shape: readonly Dim[]): Tensor {
+  const t = currentTrace();
+  if (t.inputs.some((i) => i.params.name === name)) throw new DSLError(`input '${name}' declared twice`, userSite());
+  const node = t.apply('input', { name, dtype, shape: [...shape] }, []);
+  t.inputs.push(node);
+  return new Tensor(node);
+}
