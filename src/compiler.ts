@@ -1,0 +1,94 @@
+// The compiler's library entry: optimise a traced graph, lower it to ONNX,
+// describe it in a manifest, and write both atomically.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { dimStr } from './ir/dims.ts';
+import { DTYPE_INFO } from './ir/dtype.ts';
+import type { Graph } from './ir/graph.ts';
+import { optimize } from './passes/pipeline.ts';
+import type { Pass } from './passes/pass.ts';
+import { emitModel, type Emitted, type WeightMode } from '../codegen/onnx/emit.ts';
+import { atomicWrite, writeModel } from '../codegen/onnx/write.ts';
+import { OPSET } from '../codegen/onnx/proto.ts';
+import type { HostTensor } from './io/host.ts';
+
+export interface CompileOptions {
+  /** weight placement; default: embed below 1 GiB of weights, external above */
+  weights?: WeightMode | 'auto';
+  debug?: boolean;
+  passes?: readonly Pass[];
+  paramValues?: ReadonlyMap<string, HostTensor>;
+  preset?: string;
+}
+
+export interface TensorDesc {
+  name: string;
+  dtype: string;
+  shape: (number | string)[];
+}
+
+export interface Manifest {
+  name: string;
+  preset?: string;
+  onnx: string;
+  externalData?: string;
+  opset: number;
+  weights: WeightMode;
+  inputs: TensorDesc[];
+  outputs: TensorDesc[];
+  params: (TensorDesc & { frozen: boolean })[];
+  paramCount: number;
+  trainableParamCount: number;
+  onnxNodes: number;
+  irNodes: number;
+}
+
+export interface Compiled {
+  graph: Graph;
+  emitted: Emitted;
+  manifest: Manifest;
+}
+
+const AUTO_EXTERNAL_BYTES = 1 << 30;
+
+export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled {
+  const graph = optimize(input, { debug: opts.debug, passes: opts.passes });
+  const params = graph.params();
+  const bytes = params.reduce((a, p) => a + p.params.shape.reduce((x, d) => x * d, 1) * DTYPE_INFO[p.dtype].bytes, 0);
+  const weights: WeightMode = !opts.weights || opts.weights === 'auto' ? (bytes >= AUTO_EXTERNAL_BYTES ? 'external' : 'embed') : opts.weights;
+  const emitted = emitModel(graph, { weights, paramValues: opts.paramValues });
+  const desc = (name: string, dtype: string, shape: readonly (number | { key: string })[]): TensorDesc => ({
+    name,
+    dtype,
+    shape: shape.map((d) => (typeof d === 'number' ? d : dimStr(d as never))),
+  });
+  const manifest: Manifest = {
+    name: graph.name,
+    preset: opts.preset,
+    onnx: `${graph.name}.onnx`,
+    externalData: emitted.external.length ? emitted.externalFile : undefined,
+    opset: OPSET,
+    weights,
+    inputs: graph.inputs.map((i) => desc(i.params.name, i.dtype, i.shape)),
+    outputs: graph.outputs.map((o) => desc(o.name, o.node.dtype, o.node.shape)),
+    params: params.map((p) => ({ ...desc(p.params.name, p.dtype, p.shape), frozen: p.params.frozen })),
+    paramCount: graph.paramCount(),
+    trainableParamCount: graph.paramCount((p) => !p.params.frozen),
+    onnxNodes: emitted.model.graph?.node?.length ?? 0,
+    irNodes: graph.nodes().length,
+  };
+  return { graph, emitted, manifest };
+}
+
+export async function writeCompiled(dir: string, c: Compiled): Promise<{ onnxPath: string; manifestPath: string; onnxBytes: number; dataBytes: number }> {
+  const w = await writeModel(dir, c.graph.name, c.emitted);
+  const manifestPath = path.join(dir, 'manifest.json');
+  await atomicWrite(manifestPath, async (fh) => {
+    await fh.write(JSON.stringify(c.manifest, null, 2) + '\n');
+  });
+  return { onnxPath: w.onnxPath, manifestPath, onnxBytes: w.onnxBytes, dataBytes: w.dataBytes };
+}
+
+export async function ensureDir(dir: string): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+}
