@@ -118,13 +118,15 @@ export function dimDiv(a: Dim, b: Dim): Dim {
   if (typeof b === 'number') {
     if (b === 0) throw new Error(`division of dim ${dimStr(a)} by zero`);
     if (typeof a === 'number') return Math.floor(a / b);
+    // reduce by the gcd first so that (h*4)/8 and h/2 get the same canonical form
+    const bn: number = b;
+    let g = Math.abs(bn);
+    for (const c of a.terms.values()) g = gcd(g, Math.abs(c));
     const t = new Map<string, number>();
-    let exact = true;
-    for (const [m, c] of a.terms) {
-      if (c % b !== 0) exact = false;
-      t.set(m, c / b);
-    }
-    if (exact) return SymDim.of(t);
+    for (const [m, c] of a.terms) t.set(m, c / g);
+    if (g === Math.abs(bn)) return SymDim.of(new Map([...t].map(([m, c]) => [m, bn < 0 ? -c : c])));
+    a = SymDim.of(t);
+    b = bn / g;
   } else {
     // divide by a single-monomial symbolic divisor that divides every term
     if (b.terms.size === 1) {
@@ -146,6 +148,11 @@ export function dimDiv(a: Dim, b: Dim): Dim {
     }
   }
   return SymDim.of(new Map([[`(${dimStr(a)}/${dimStr(b)})`, 1]]));
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
 }
 
 export function dimProd(dims: readonly Dim[]): Dim {

@@ -41,15 +41,21 @@ export function simplifyWith(rules: readonly Rule[]): Pass {
     run(g) {
       const hits = new Map<string, number>();
       const { graph } = rebuild(g, (n, ins, b) => {
-        // re-apply until no rule fires, so chains (reshape of reshape of reshape) collapse
+        // re-apply to each replacement until no rule fires, so chains
+        // (transpose of transpose -> identity transpose -> x) collapse fully
         let cur: Node | undefined;
-        for (const r of rules) {
-          const out = r.apply(n, ins, b);
-          if (out) {
+        let node = n, nodeIns = ins;
+        for (let iter = 0; iter < 16; iter++) {
+          const hit = rules.find((r) => {
+            const out = r.apply(node, nodeIns, b);
+            if (!out) return false;
             hits.set(r.name, (hits.get(r.name) ?? 0) + 1);
             cur = out;
-            break;
-          }
+            return true;
+          });
+          if (!hit || cur === undefined) break;
+          node = cur;
+          nodeIns = [...cur.inputs];
         }
         return cur;
       });
