@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { Attention, conv2d, DSLError, dim, input, Linear, Module, Param, RMSNorm, trace, TransformerBlock, type Tensor } from '../src/dsl/index.ts';
+
+function thrown(fn: () => unknown): DSLError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof DSLError) return e;
+    throw e;
+  }
+  throw new Error('expected a DSLError');
+}
+
+describe('DSL errors name the op, the operand shapes and the user line', () => {
+  it.each([
+    ['add broadcast', () => input('a', 'f32', [2, 3]).add(input('b', 'f32', [4])), /add\(f32\[2, 3\], f32\[4\]\).*do not broadcast/],
+    ['matmul inner', () => input('a', 'f32', [2, 3]).matmul(input('b', 'f32', [4, 5])), /matmul\(f32\[2, 3\], f32\[4, 5\]\): matmul inner dims differ/],
+    ['symbolic mismatch', () => input('a', 'f32', [dim('batch'), 4]).add(input('b', 'f32', [dim('seq'), 4])), /add\(f32\[batch, 4\], f32\[seq, 4\]\)/],
+    ['reshape count', () => input('a', 'f32', [2, 3]).reshape(4, 2), /reshape\(f32\[2, 3\]\).*element counts 6 and 8 differ/],
+    ['dtype mix', () => input('a', 'f32', [2]).add(input('b', 'f16', [2])), /add\(f32\[2\], f16\[2\]\).*explicit cast/],
+    ['conv channels', () => conv2d(input('x', 'f32', [1, 3, 8, 8]), input('w', 'f32', [4, 2, 3, 3]), undefined), /conv2d\(f32\[1, 3, 8, 8\], f32\[4, 2, 3, 3\]\).*3 channels/],
+  ])('%s', (_name, build, re) => {
+    const e = thrown(() => trace('t', () => ({ y: (build as () => Tensor)() })));
+    expect(e.message).toMatch(re);
+    expect(e.message).toMatch(/^test\/dsl\.test\.ts:\d+: /);
+  });
+
+  it('points at the module user code line, not the library internals', () => {
+    const e = thrown(() =>
+      trace('t', () => {
+        const lin = new Linear(8, 4);
+        return { y: lin.forward(input('x', 'f32', [2, 5])) };
+      }),
+    );
+    expect(e.message).toMatch(/^test\/dsl\.test\.ts:\d+: matmul\(f32\[2, 5\], f32\[8, 4\]\)/);
+  });
+
+  it('refuses ops outside a trace', () => {
+    expect(() => input('x', 'f32', [1])).toThrow(/no graph is being traced/);
+  });
+});
+
+class Tiny extends Module {
+  proj = new Linear(4, 6);
+  layers = [new RMSNorm(6), new RMSNorm(6, 1e-5, { offset: 1 })];
+  scale = new Param([6], { kind: 'ones' });
+  forward(x: Tensor): Tensor {
+    let h = this.proj.forward(x);
+    for (const l of this.layers) h = l.forward(h);
+    return h.mul(this.scale.t);
+  }
+}
+
+describe('modules', () => {
+  it('name params by property paths, as Hugging Face checkpoints do', () => {
+    const m = new Tiny();
+    expect(m.namedParameters().map(([n]) => n)).toEqual(['proj.weight', 'proj.bias', 'layers.0.weight', 'layers.1.weight', 'scale']);
+    expect(m.paramCount()).toBe(4 * 6 + 6 + 6 + 6 + 6);
+  });
+
+  it('nested transformer blocks get Llama-style names and GQA shapes', () => {
+    class Enc extends Module {
+      layers = [0, 1].map(() => new TransformerBlock({ hidden: 32, heads: 4, kvHeads: 2, intermediate: 64, qkNorm: true }));
+    }
+    const names = new Map(new Enc().namedParameters().map(([n, p]) => [n, p.shape]));
+    expect(names.get('layers.1.self_attn.k_proj.weight')).toEqual([16, 32]);
+    expect(names.get('layers.0.self_attn.q_norm.weight')).toEqual([8]);
+    expect(names.get('layers.0.mlp.gate_proj.weight')).toEqual([64, 32]);
+    expect(names.has('layers.0.post_attention_layernorm.weight')).toBe(true);
+    const sandwich = new TransformerBlock({ hidden: 8, heads: 2, intermediate: 16, style: 'sandwich' });
+    expect(sandwich.namedParameters().map(([n]) => n)).toContain('pre_feedforward_layernorm.weight');
+  });
+
+  it('frozen flag flows to params and the traced graph', () => {
+    const m = new Tiny();
+    m.proj.freeze();
+    expect(m.paramCount({ trainableOnly: true })).toBe(18);
+    const g = trace('f', () => ({ y: m.forward(input('x', 'f32', [2, 4])) }));
+    const frozen = g.params().filter((p) => p.params.frozen).map((p) => p.params.name);
+    expect(frozen).toEqual(['proj.bias', 'proj.weight']);
+    expect(g.paramCount()).toBe(m.paramCount());
+    expect(g.paramCount((p) => !p.params.frozen)).toBe(18);
+  });
+
+  it('a param used twice is one graph node; an unowned param is an error', () => {
+    const m = new Tiny();
+    const g = trace('t', () => {
+      const x = input('x', 'f32', [2, 4]);
+      return { a: m.forward(x), b: m.forward(x.mul(2)) };
+    });
+    expect(g.params().length).toBe(5);
+    const stray = new Param([2], { kind: 'zeros' });
+    expect(() => trace('s', () => ({ y: stray.t }))).toThrow(/assigned to a Module property/);
+  });
+
+  it('attention validates head configuration', () => {
+    expect(() => new Attention({ hidden: 30, heads: 4 })).toThrow(/not divisible/);
+    expect(() => new Attention({ hidden: 32, heads: 4, kvHeads: 3 })).toThrow(/multiple/);
+  });
+});

@@ -1,0 +1,1 @@
+export const notAGraph = 1;

@@ -1,0 +1,1 @@
+export default defineGraph({ name: 'x', presets: { a: {} }, build() { return { y: ; } } });
