@@ -93,6 +93,20 @@ describe('modules', () => {
     expect(() => trace('s', () => ({ y: stray.t }))).toThrow(/assigned to a Module property/);
   });
 
+  it('two unowned modules cannot silently share parameter names', () => {
+    expect(() =>
+      trace('dup', () => {
+        const x = input('x', 'f32', [2, 4]);
+        return { y: new Linear(4, 4).forward(new Linear(4, 4).forward(x)) };
+      }),
+    ).toThrow(/two different parameters are both named 'weight'/);
+    const g = trace('ok', () => {
+      const x = input('x', 'f32', [2, 4]);
+      return { y: new Linear(4, 4).named('b').forward(new Linear(4, 4).named('a').forward(x)) };
+    });
+    expect(g.params().map((p) => p.params.name)).toEqual(['a.bias', 'a.weight', 'b.bias', 'b.weight']);
+  });
+
   it('attention validates head configuration', () => {
     expect(() => new Attention({ hidden: 30, heads: 4 })).toThrow(/not divisible/);
     expect(() => new Attention({ hidden: 32, heads: 4, kvHeads: 3 })).toThrow(/multiple/);

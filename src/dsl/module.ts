@@ -39,6 +39,11 @@ export class Param {
   /** The param as a tensor of the active trace (one node per name). */
   get t(): Tensor {
     const tr = currentTrace();
+    const name = this.path;
+    const owner = tr.paramOwners.get(name);
+    if (owner && owner !== this)
+      throw new DSLError(`two different parameters are both named '${name}': assign modules to properties of a parent module, or name top-level modules with .named('prefix')`, userSite());
+    tr.paramOwners.set(name, this);
     return new Tensor(
       tr.apply('param', { name: this.path, dtype: this.dtype, shape: [...this.shape], init: this.init, frozen: this.frozen, seed: tr.seed }, []),
     );
@@ -61,23 +66,31 @@ export abstract class Module {
     // constructors, so plain property assignments name children.
     const proxy: Module = new Proxy(this, {
       set(target, key, value, receiver) {
-        if (typeof key === 'string' && key !== 'frozenFlag') adopt(value, receiver as Module, key);
+        if (typeof key === 'string' && key !== 'frozenFlag' && key !== 'rootName') adopt(value, receiver as Module, key);
         return Reflect.set(target, key, value, receiver);
       },
       // class-field initialisers define rather than set
       defineProperty(target, key, desc) {
-        if (typeof key === 'string' && key !== 'frozenFlag' && 'value' in desc) adopt(desc.value, proxy, key);
+        if (typeof key === 'string' && key !== 'frozenFlag' && key !== 'rootName' && 'value' in desc) adopt(desc.value, proxy, key);
         return Reflect.defineProperty(target, key, desc);
       },
     });
     return proxy;
   }
 
+  private rootName = '';
+
   get path(): string {
     const o = this[OWNER];
-    if (!o) return '';
+    if (!o) return this.rootName;
     const pre = o.parent.path;
     return pre ? `${pre}.${o.key}` : o.key;
+  }
+
+  /** Name a top-level module (its params become "<prefix>.weight", ...). */
+  named(prefix: string): this {
+    this.rootName = prefix;
+    return this;
   }
 
   /** Frozen modules (e.g. the VLM) get no gradients and no optimizer state. */
@@ -98,7 +111,7 @@ export abstract class Module {
     const out: [string, Param][] = [];
     const visit = (v: unknown) => {
       if (v instanceof Param) out.push([v.path, v]);
-      else if (v instanceof Module) for (const k of Object.keys(v)) k !== 'frozenFlag' && visit((v as unknown as Record<string, unknown>)[k]);
+      else if (v instanceof Module) for (const k of Object.keys(v)) visit((v as unknown as Record<string, unknown>)[k]);
       else if (Array.isArray(v)) v.forEach(visit);
     };
     visit(this);

@@ -17,6 +17,8 @@ export class DSLError extends Error {
 export class Trace {
   readonly builder = new Builder();
   readonly inputs: Node<'input'>[] = [];
+  /** which Param object owns each parameter name (two objects, one name = a naming bug) */
+  readonly paramOwners = new Map<string, object>();
   constructor(readonly seed = 0) {}
 
   apply<K extends OpKind>(op: K, params: OpParams[K], inputs: readonly Node[]): Node<K> {

@@ -7,7 +7,7 @@ export default defineGraph({
   build(cfg) {
     const x = input('x', 'f32', [dim('batch'), cfg.width]);
     let h = x;
-    for (let i = 0; i < cfg.depth; i++) h = gelu(new Linear(cfg.width, cfg.width).forward(h));
+    for (let i = 0; i < cfg.depth; i++) h = gelu(new Linear(cfg.width, cfg.width).named(`layers.${i}`).forward(h));
     return { y: h };
   },
 });
