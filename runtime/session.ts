@@ -1,0 +1,334 @@
+// A thin wrapper over onnxruntime-node: load a model, describe its inputs and outputs in the
+// IR's terms, and run it on HostTensors, checking the feeds first so that a wrong input is
+// reported by name instead of as an opaque native error.
+import { constants as fsConstants, promises as fs } from 'node:fs';
+import * as ort from 'onnxruntime-node';
+import { DTYPE_INFO, dtypeFromOnnx, dtypeFromOrt, isDType, type DType } from '../src/ir/dtype.ts';
+import { allocStorage, numel, storageFromBytes, type HostTensor, type Storage } from '../src/io/host.ts';
+import { decodeModel, type ValueInfoProto } from '../codegen/onnx/proto.ts';
+
+/** A dimension: a size, a symbolic name (ONNX dim_param, e.g. 'batch'), or null where the model leaves it unnamed. */
+export type Dim = number | string | null;
+
+export interface ValueMeta {
+  name: string;
+  /** False for sequences/maps/optionals, which this wrapper cannot feed or fetch. */
+  isTensor: boolean;
+  /** The IR dtype, or onnxruntime's type name (e.g. 'uint8') where the IR has none. */
+  dtype: DType | string;
+  /** null when the model does not declare a rank. */
+  shape: Dim[] | null;
+}
+
+export type Device = 'cpu' | 'webgpu' | 'cuda' | (string & {});
+
+export interface SessionOptions {
+  /** Execution provider name, passed through to onnxruntime (default 'cpu'). */
+  device?: Device;
+  intraOpThreads?: number;
+  graphOptimization?: 'all' | 'basic' | 'disabled';
+  /** Where outputs stay (onnxruntime-web style EPs); non-CPU outputs are downloaded by run(). */
+  preferredOutputLocation?: ort.InferenceSession.SessionOptions['preferredOutputLocation'];
+}
+
+/** Loading or running failed for a reason other than a bad feed. */
+export class SessionError extends Error {
+  override name = 'SessionError';
+}
+
+/** A feed (or fetch) was rejected before onnxruntime saw it. `tensor` names the culprit. */
+export class RuntimeInputError extends SessionError {
+  override name = 'RuntimeInputError';
+  readonly tensor: string;
+  constructor(tensor: string, message: string) {
+    super(message);
+    this.tensor = tensor;
+  }
+}
+
+export class Session {
+  readonly inputs: readonly ValueMeta[];
+  readonly outputs: readonly ValueMeta[];
+  /** The model path, or '<buffer>'. */
+  readonly source: string;
+  readonly device: string;
+  private ort: ort.InferenceSession | undefined;
+
+  private constructor(s: ort.InferenceSession, source: string, device: string, inputs: ValueMeta[], outputs: ValueMeta[]) {
+    this.ort = s;
+    this.source = source;
+    this.device = device;
+    this.inputs = inputs;
+    this.outputs = outputs;
+  }
+
+  /**
+   * Load from a path (external data is then resolved next to the model file, by onnxruntime) or
+   * from bytes (external data, if any, would resolve against the working directory).
+   */
+  static async load(model: string | Uint8Array, opts: SessionOptions = {}): Promise<Session> {
+    const source = typeof model === 'string' ? model : '<buffer>';
+    const device = opts.device ?? 'cpu';
+    if (typeof model === 'string') await assertReadableFile(model);
+    const options: ort.InferenceSession.SessionOptions = {
+      executionProviders: [device],
+      graphOptimizationLevel: opts.graphOptimization ?? 'all',
+      ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
+      ...(opts.preferredOutputLocation !== undefined ? { preferredOutputLocation: opts.preferredOutputLocation } : {}),
+    };
+    // Read the proto at most once, and only when onnxruntime's own answer is not enough.
+    let ios: Promise<ProtoIO> | undefined;
+    const protoIO = () => (ios ??= readProtoIO(model));
+
+    let s: ort.InferenceSession;
+    try {
+      // Two calls because create() is overloaded on path vs bytes.
+      s = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
+    } catch (e) {
+      throw new SessionError(`cannot load model '${source}' on device '${device}': ${await explainLoadError(e, protoIO)}`);
+    }
+    try {
+      const inputs = await Promise.all(s.inputMetadata.map((m) => metaFromOrt(m, protoIO, 'input')));
+      const outputs = await Promise.all(s.outputMetadata.map((m) => metaFromOrt(m, protoIO, 'output')));
+      return new Session(s, source, device, inputs, outputs);
+    } catch (e) {
+      await s.release();
+      throw e;
+    }
+  }
+
+  /**
+   * Run on `feeds` (exactly the model's inputs) and return `fetches` (default: every output) as
+   * HostTensors. Feeds are handed to onnxruntime without copying their storage.
+   */
+  async run(feeds: Record<string, HostTensor>, fetches?: readonly string[]): Promise<Record<string, HostTensor>> {
+    const s = this.ort;
+    if (s === undefined) throw new SessionError(`session for '${this.source}' has been released`);
+    checkFeeds(this.inputs, feeds);
+    const wanted = fetches ?? this.outputs.map((o) => o.name);
+    for (const name of wanted) checkFetch(this.outputs, name);
+
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const m of this.inputs) ortFeeds[m.name] = toOrt(m.name, feeds[m.name]!);
+    let results: ort.InferenceSession.ReturnType;
+    try {
+      results = await s.run(ortFeeds, [...wanted]);
+    } catch (e) {
+      throw new SessionError(`onnxruntime failed running '${this.source}': ${errorMessage(e)}`);
+    }
+    const out: Record<string, HostTensor> = {};
+    for (const name of wanted) {
+      const v = results[name];
+      if (!(v instanceof ort.Tensor)) throw new SessionError(`output '${name}' is not a tensor`);
+      out[name] = await fromOrt(name, v);
+    }
+    return out;
+  }
+
+  /** Free the native session. Idempotent; run() afterwards throws. */
+  async release(): Promise<void> {
+    const s = this.ort;
+    this.ort = undefined;
+    if (s !== undefined) await s.release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata
+// ---------------------------------------------------------------------------------------------
+
+interface ProtoIO {
+  inputs: Map<string, ValueInfoProto>;
+  outputs: Map<string, ValueInfoProto>;
+}
+
+async function readProtoIO(model: string | Uint8Array): Promise<ProtoIO> {
+  // Only the .onnx file: external data holds initializer bytes, never value infos.
+  const bytes = typeof model === 'string' ? await fs.readFile(model) : model;
+  const g = decodeModel(bytes).graph;
+  const byName = (vs: ValueInfoProto[] | null | undefined) => new Map((vs ?? []).map((v) => [v.name ?? '', v]));
+  return { inputs: byName(g?.input), outputs: byName(g?.output) };
+}
+
+async function metaFromOrt(m: ort.InferenceSession.ValueMetadata, protoIO: () => Promise<ProtoIO>, kind: 'input' | 'output'): Promise<ValueMeta> {
+  if (!m.isTensor) return { name: m.name, isTensor: false, dtype: 'non-tensor', shape: null };
+  const dtype = dtypeFromOrt(m.type) ?? m.type;
+  // onnxruntime reports an unnamed dim as '' ...
+  let shape: Dim[] | null = m.shape.map((d) => (d === '' ? null : d));
+  // ... and both "scalar" and "rank not declared" as []; only the proto tells them apart.
+  if (shape.length === 0) {
+    try {
+      const io = await protoIO();
+      const vi = (kind === 'input' ? io.inputs : io.outputs).get(m.name);
+      shape = vi === undefined ? null : shapeFromProto(vi);
+    } catch {
+      // Proto unreadable here (onnxruntime read it, so e.g. a .onnx over fs.readFile's 2 GiB):
+      // "rank unknown" only skips the rank check, where guessing "scalar" could reject good feeds.
+      shape = null;
+    }
+  }
+  return { name: m.name, isTensor: true, dtype, shape };
+}
+
+function shapeFromProto(vi: ValueInfoProto): Dim[] | null {
+  const shape = vi.type?.tensorType?.shape;
+  if (shape === null || shape === undefined) return null;
+  return (shape.dim ?? []).map((d): Dim => {
+    if (d.dimParam) return d.dimParam;
+    // dimValue defaults to 0 when unset, so only trust it when it was actually present.
+    if (d.dimValue !== null && d.dimValue !== undefined && 'value' in d && d.value === 'dimValue') return Number(d.dimValue);
+    return null;
+  });
+}
+
+/** onnxruntime-node names no tensor when a graph input/output has a type it has no JS type for (bf16). */
+async function explainLoadError(e: unknown, protoIO: () => Promise<ProtoIO>): Promise<string> {
+  const msg = errorMessage(e);
+  const m = /Unsupported data type: (\d+)/.exec(msg);
+  if (m === null) return msg;
+  const code = Number(m[1]);
+  const typeName = dtypeFromOnnx(code) ?? `ONNX data type ${code}`;
+  let named: string[] = [];
+  try {
+    const io = await protoIO();
+    const culprits = (kind: string, vs: Map<string, ValueInfoProto>) =>
+      [...vs.values()].filter((v) => v.type?.tensorType?.elemType === code).map((v) => `${kind} '${v.name}'`);
+    named = [...culprits('input', io.inputs), ...culprits('output', io.outputs)];
+  } catch {
+    /* unreadable proto: onnxruntime read it, so this is unlikely; fall back to the bare type */
+  }
+  const who = named.length ? named.join(', ') : 'a graph input or output';
+  return `${who} has dtype ${typeName}, which onnxruntime-node cannot exchange with JavaScript (it has no JS tensor type); cast to f32 or f16 at the graph boundary`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feed validation (all before onnxruntime is called)
+// ---------------------------------------------------------------------------------------------
+
+const STORAGE_CTOR: { [D in DType]: new (n: number) => Storage } = {
+  f32: Float32Array, f64: Float64Array, f16: Uint16Array, bf16: Uint16Array, i64: BigInt64Array, i32: Int32Array, bool: Uint8Array,
+};
+
+/** '[batch, 3, ?]', or '[rank unknown]'. */
+export const formatShape = (s: readonly Dim[] | null): string => (s === null ? '[rank unknown]' : `[${s.map((d) => (d === null ? '?' : String(d))).join(', ')}]`);
+
+function checkFeeds(inputs: readonly ValueMeta[], feeds: Record<string, HostTensor>): void {
+  const known = new Set(inputs.map((m) => m.name));
+  const list = [...known].map((n) => `'${n}'`).join(', ') || 'none';
+  for (const name of Object.keys(feeds)) {
+    if (!known.has(name)) throw new RuntimeInputError(name, `unknown input '${name}': the model's inputs are ${list}`);
+  }
+  const missing = inputs.filter((m) => !Object.hasOwn(feeds, m.name)).map((m) => m.name);
+  if (missing.length) {
+    throw new RuntimeInputError(missing[0]!, `missing input${missing.length > 1 ? 's' : ''} ${missing.map((n) => `'${n}'`).join(', ')} (the model's inputs are ${list})`);
+  }
+
+  // Where a symbolic dim was first bound, so that a conflict can name both sides.
+  const bound = new Map<string, { value: number; input: string; axis: number }>();
+  for (const m of inputs) {
+    const t = feeds[m.name]!;
+    const given = `${t.dtype}[${t.shape.join(', ')}]`;
+    if (!m.isTensor) throw new RuntimeInputError(m.name, `input '${m.name}' is not a tensor (sequence/map inputs are not supported)`);
+    if (t.dtype !== m.dtype) {
+      const why = t.dtype === 'bf16' ? ' (bf16 cannot be passed to onnxruntime-node at all: convert to f32 or f16)' : '';
+      throw new RuntimeInputError(m.name, `input '${m.name}': dtype mismatch: expected ${m.dtype}, given ${t.dtype}${why}`);
+    }
+    checkStorage(m.name, t);
+    if (m.shape === null) continue;
+    if (t.shape.length !== m.shape.length) {
+      throw new RuntimeInputError(m.name, `input '${m.name}': rank mismatch: expected rank ${m.shape.length} ${formatShape(m.shape)}, given rank ${t.shape.length} ${given}`);
+    }
+    m.shape.forEach((want, axis) => {
+      const got = t.shape[axis]!;
+      if (typeof want === 'number' && got !== want) {
+        throw new RuntimeInputError(m.name, `input '${m.name}': dim ${axis} mismatch: expected ${want}, given ${got} (expected ${formatShape(m.shape)}, given ${given})`);
+      }
+      if (typeof want === 'string') {
+        const prev = bound.get(want);
+        if (prev === undefined) bound.set(want, { value: got, input: m.name, axis });
+        else if (prev.value !== got) {
+          throw new RuntimeInputError(
+            m.name,
+            `input '${m.name}': symbolic dim '${want}' is ${got} at axis ${axis}, but ${prev.value} in input '${prev.input}' (axis ${prev.axis})`,
+          );
+        }
+      }
+    });
+  }
+}
+
+/** Catch tensors whose parts disagree, which onnxruntime would report without naming anything. */
+function checkStorage(name: string, t: HostTensor): void {
+  if (!(t.data instanceof STORAGE_CTOR[t.dtype])) {
+    const got = (t.data as object | null)?.constructor?.name ?? typeof t.data;
+    throw new RuntimeInputError(name, `input '${name}': ${t.dtype} data must be a ${STORAGE_CTOR[t.dtype].name}, given ${got}`);
+  }
+  if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new RuntimeInputError(name, `input '${name}': shape [${t.shape.join(', ')}] must be non-negative integers`);
+  }
+  if (numel(t.shape) !== t.data.length) {
+    throw new RuntimeInputError(name, `input '${name}': shape [${t.shape.join(', ')}] needs ${numel(t.shape)} elements, data has ${t.data.length}`);
+  }
+}
+
+function checkFetch(outputs: readonly ValueMeta[], name: string): void {
+  const m = outputs.find((o) => o.name === name);
+  if (m === undefined) {
+    throw new RuntimeInputError(name, `unknown output '${name}': the model's outputs are ${outputs.map((o) => `'${o.name}'`).join(', ') || 'none'}`);
+  }
+  if (!m.isTensor) throw new RuntimeInputError(name, `output '${name}' is not a tensor (sequence/map outputs are not supported)`);
+  if (!isDType(m.dtype)) {
+    throw new RuntimeInputError(name, `output '${name}' has type ${m.dtype}, which has no HostTensor dtype`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HostTensor <-> ort.Tensor
+// ---------------------------------------------------------------------------------------------
+
+function toOrt(name: string, t: HostTensor): ort.Tensor {
+  const type = DTYPE_INFO[t.dtype].ort;
+  if (type === null) throw new RuntimeInputError(name, `input '${name}' is ${t.dtype}, which onnxruntime-node has no JS tensor type for: convert it to f32 or f16`);
+  // ort.Tensor keeps a reference to the typed array; f16 goes as raw bits in a Uint16Array,
+  // which is what onnxruntime's 'float16' takes where there is no Float16Array.
+  return new ort.Tensor(type, t.data as ort.Tensor.DataTypeMap[typeof type], t.shape);
+}
+
+async function fromOrt(name: string, v: ort.Tensor): Promise<HostTensor> {
+  const dtype = dtypeFromOrt(v.type);
+  if (dtype === undefined) throw new SessionError(`output '${name}' has type ${v.type}, which has no HostTensor dtype`);
+  // Outputs left on a device (preferredOutputLocation) are downloaded; CPU ones are used as is.
+  const raw: unknown = v.location === 'cpu' || v.location === 'cpu-pinned' ? v.data : await v.getData(true);
+  return { dtype, shape: [...v.dims], data: asStorage(dtype, raw) };
+}
+
+/** The expected typed array as is; another view of the same element size (a Float16Array for f16) reinterpreted without copying. */
+function asStorage(dtype: DType, raw: unknown): Storage {
+  if (raw instanceof STORAGE_CTOR[dtype]) return raw;
+  if (ArrayBuffer.isView(raw)) {
+    const bytes = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+    return bytes.byteLength === 0 ? allocStorage(dtype, 0) : storageFromBytes(dtype, bytes);
+  }
+  throw new SessionError(`onnxruntime returned ${typeof raw} data for a ${dtype} tensor`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function assertReadableFile(file: string): Promise<void> {
+  let st;
+  try {
+    st = await fs.stat(file);
+  } catch {
+    throw new SessionError(`model file '${file}' does not exist`);
+  }
+  if (!st.isFile()) throw new SessionError(`model path '${file}' is not a file`);
+  try {
+    await fs.access(file, fsConstants.R_OK);
+  } catch {
+    throw new SessionError(`model file '${file}' is not readable`);
+  }
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,49 @@
+// The `unifusion` command line: one program.command(...) block per command. Command modules are
+// imported when their command runs, so e.g. `inspect` never loads onnxruntime's native addon.
+import { Command, CommanderError } from 'commander';
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('unifusion')
+    .description('Model-graph compiler and runtime: TS DSL -> typed IR -> ONNX')
+    // Let errors reach the catch below instead of commander calling process.exit itself.
+    .exitOverride()
+    .showHelpAfterError(false);
+
+  program
+    .command('run')
+    .description('run an ONNX model on the tensors of a safetensors file and save every output by name')
+    .argument('<model>', 'model .onnx file (external data is resolved next to it)')
+    .requiredOption('--inputs <file>', 'safetensors file with one tensor per model input')
+    .requiredOption('--out <file>', 'safetensors file to write the outputs to (written only on success)')
+    .option('--device <ep>', 'onnxruntime execution provider: cpu, cuda, webgpu, ...', 'cpu')
+    .action(async (model: string, opts: { inputs: string; out: string; device: string }) => {
+      const { runCommand } = await import('./run.ts');
+      await runCommand(model, opts);
+    });
+
+  program
+    .command('inspect')
+    .description('describe an ONNX model: I/O, opsets, op histogram, parameters, external data')
+    .argument('<model>', 'model .onnx file (external data files are not read)')
+    .option('--json', 'print JSON instead of text')
+    .action(async (model: string, opts: { json?: boolean }) => {
+      const { inspectCommand } = await import('./inspect.ts');
+      await inspectCommand(model, opts);
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    process.exitCode = reportError(e);
+  }
+}
+
+/** Print a thrown error the way a CLI user wants it; returns the exit code. */
+function reportError(e: unknown): number {
+  // commander has already printed its own message (or the help/version text).
+  if (e instanceof CommanderError) return e.exitCode;
+  const debug = Boolean(process.env.UNIFUSION_DEBUG);
+  const message = e instanceof Error ? (debug ? (e.stack ?? e.message) : e.message) : String(e);
+  process.stderr.write(`error: ${message}\n`);
+  return 1;
+}
