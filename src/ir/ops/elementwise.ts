@@ -78,7 +78,11 @@ export const ELEMENTWISE = {
       if (c!.dtype !== 'bool') throw new OpError(`where: condition must be bool, got ${typeStr(c!)}`);
       return { dtype: sameDtype([a!, b!]), shape: broadcastShapes([c!.shape, a!.shape, b!.shape]) };
     },
-    lower: (cx, _p, ins) => cx.emit1('Where', [...ins]),
+    lower: (cx, _p, [c, a, b], node) =>
+      node.dtype === 'bool'
+        ? // onnxruntime's CPU Where has no bool kernel: (c and a) or (not c and b), same broadcasting
+          cx.emit1('Or', [cx.emit1('And', [c!, a!]), cx.emit1('And', [cx.emit1('Not', [c!]), b!])])
+        : cx.emit1('Where', [c!, a!, b!]),
     eval: (_p, ins, _cx, node) => mapN([...ins], node.dtype, (c, a, b) => (c ? a : b)),
   },
 } satisfies OpGroup<UnaryKind | BinaryKind | 'where'>;

@@ -42,16 +42,22 @@ export const SOURCE_OPS = {
       return { dtype: p.dtype, shape: [p.size] };
     },
     lower: (cx, p) => {
-      const start = cx.scalar(p.start, p.dtype);
-      const delta = cx.scalar(p.delta, p.dtype);
+      // ONNX Range has no f16/bf16: count in f32 and cast the result.
+      const dt = p.dtype === 'f16' || p.dtype === 'bf16' ? 'f32' : p.dtype;
+      // Range makes ceil((limit - start) / delta) elements, computed in dt: for floats the limit
+      // sits half a step short of start + size*delta, so rounding cannot add (or drop) one.
+      const back = isFloat(dt) ? 0.5 : 0;
+      const start = cx.scalar(p.start, dt);
+      const delta = cx.scalar(p.delta, dt);
       let limit: string;
-      if (isStatic(p.size)) limit = cx.scalar(p.start + p.size * p.delta, p.dtype);
+      if (isStatic(p.size)) limit = cx.scalar(p.start + (p.size - back) * p.delta, dt);
       else {
         let n = cx.emit1('Squeeze', [cx.dims([p.size]), cx.i64([0])]);
-        if (p.dtype !== 'i64') n = cx.emit1('Cast', [n], { to: { i: DTYPE_INFO[p.dtype].onnx } });
-        limit = cx.emit1('Add', [start, cx.emit1('Mul', [n, delta])]);
+        if (dt !== 'i64') n = cx.emit1('Cast', [n], { to: { i: DTYPE_INFO[dt].onnx } });
+        limit = cx.emit1('Add', [back ? cx.scalar(p.start - back * p.delta, dt) : start, cx.emit1('Mul', [n, delta])]);
       }
-      return cx.emit1('Range', [start, limit, delta]);
+      const r = cx.emit1('Range', [start, limit, delta]);
+      return dt === p.dtype ? r : cx.emit1('Cast', [r], { to: { i: DTYPE_INFO[p.dtype].onnx } });
     },
     eval: (p, _ins, cx) => {
       const n = cx.dim(p.size);
