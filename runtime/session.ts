@@ -6,6 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { DTYPE_INFO, dtypeFromOnnx, dtypeFromOrt, isDType, type DType } from '../src/ir/dtype.ts';
 import { allocStorage, numel, storageFromBytes, type HostTensor, type Storage } from '../src/io/host.ts';
 import { decodeModel, type ValueInfoProto } from '../codegen/onnx/proto.ts';
+import { checkExternalData } from '../codegen/onnx/external.ts';
 
 /** A dimension: a size, a symbolic name (ONNX dim_param, e.g. 'batch'), or null where the model leaves it unnamed. */
 export type Dim = number | string | null;
@@ -69,7 +70,17 @@ export class Session {
   static async load(model: string | Uint8Array, opts: SessionOptions = {}): Promise<Session> {
     const source = typeof model === 'string' ? model : '<buffer>';
     const device = opts.device ?? 'cpu';
-    if (typeof model === 'string') await assertReadableFile(model);
+    if (typeof model === 'string') {
+      await assertReadableFile(model);
+      // A hostile model must not make onnxruntime read files outside its folder.
+      let proto;
+      try {
+        proto = decodeModel(await fs.readFile(model));
+      } catch (e) {
+        throw new SessionError(`cannot load model '${source}': not an ONNX model (${e instanceof Error ? e.message : String(e)})`);
+      }
+      checkExternalData(model, proto);
+    }
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: [device],
       graphOptimizationLevel: opts.graphOptimization ?? 'all',

@@ -10,6 +10,30 @@ export async function main(argv: string[]): Promise<void> {
     .showHelpAfterError(false);
 
   program
+    .command('compile')
+    .description('trace a graph file (default export: defineGraph) and write DIR/<name>.onnx + DIR/manifest.json')
+    .argument('<graph>', 'graph .ts file')
+    .option('--preset <name>', 'preset of the graph file (default: its first)')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--weights <mode>', 'auto | embed | external | skeleton | inputs', 'auto')
+    .option('--debug', 'print the graph after every compiler pass')
+    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean }) => {
+      const { compileCommand } = await import('./compile.ts');
+      await compileCommand(graph, opts);
+    });
+
+  program
+    .command('demo')
+    .description('compile the example transformer (tiny), run it in onnxruntime, check it against the float64 reference')
+    .option('--out <dir>', 'output folder', 'out/demo')
+    .option('--preset <name>', 'preset of examples/transformer.ts', 'tiny')
+    .option('--device <ep>', 'onnxruntime execution provider', 'cpu')
+    .action(async (opts: { out: string; preset: string; device: string }) => {
+      const { demoCommand } = await import('./demo.ts');
+      await demoCommand(opts);
+    });
+
+  program
     .command('run')
     .description('run an ONNX model on the tensors of a safetensors file and save every output by name')
     .argument('<model>', 'model .onnx file (external data is resolved next to it)')
