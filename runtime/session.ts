@@ -77,7 +77,7 @@ export class Session {
       try {
         proto = decodeModel(await fs.readFile(model));
       } catch (e) {
-        throw new SessionError(`cannot load model '${source}': not an ONNX model (${e instanceof Error ? e.message : String(e)})`);
+        throw new SessionError(`cannot load model '${source}' on device '${device}': not an ONNX model (${e instanceof Error ? e.message : String(e)})`);
       }
       checkExternalData(model, proto);
     }

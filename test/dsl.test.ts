@@ -112,3 +112,14 @@ describe('modules', () => {
     expect(() => new Attention({ hidden: 32, heads: 4, kvHeads: 3 })).toThrow(/multiple/);
   });
 });
+
+describe('slice defaults follow Python', () => {
+  it('x.slice(axis, -1, undefined, -1) reverses the whole axis (ORT and reference)', async () => {
+    const { checkGraph } = await import('./helpers/harness.ts');
+    const g = trace('rev', () => ({ y: input('x', 'f32', [5, 2]).slice(0, -1, undefined, -1) }));
+    const x = { dtype: 'f32' as const, shape: [5, 2], data: Float64Array.from({ length: 10 }, (_, i) => i + 1) };
+    const { got, want } = await checkGraph(g, { x });
+    expect(Array.from(want.y!.data)).toEqual([9, 10, 7, 8, 5, 6, 3, 4, 1, 2]);
+    expect(Array.from(got.y!.data)).toEqual(Array.from(want.y!.data));
+  });
+});

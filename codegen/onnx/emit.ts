@@ -66,7 +66,7 @@ function rawTensor(name: string, t: HostTensor): TensorProto {
 
 export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
   const mode = opts.weights ?? 'embed';
-  const externalFile = opts.externalFile ?? `${graph.name}.onnx.data`;
+  const externalFile = opts.externalFile ?? `${graph.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.onnx.data`;
   if (/[\\/]|^\.\.?$/.test(externalFile) || externalFile === '') throw new OpError(`external data file '${externalFile}' must be a plain file name inside the output folder`);
   const threshold = opts.externalThreshold ?? 1024;
 

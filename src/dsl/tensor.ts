@@ -164,8 +164,9 @@ export class Tensor {
     if (this.shape[a] !== 1) throw new DSLError(`squeeze axis ${axis} of ${this.toString()}: size is not 1`, userSite());
     return this.reshape(this.shape.filter((_, i) => i !== a));
   }
-  /** slice along one axis, Python semantics (end defaults to the end) */
-  slice(axis: number, start: number, end = Number.MAX_SAFE_INTEGER, step = 1): Tensor {
+  /** slice along one axis, Python semantics (end defaults to the end in the direction of step) */
+  slice(axis: number, start: number, end?: number, step = 1): Tensor {
+    end ??= step > 0 ? Number.MAX_SAFE_INTEGER : -Number.MAX_SAFE_INTEGER;
     return apply('slice', { axes: [axis < 0 ? axis + this.rank : axis], starts: [start], ends: [end], steps: [step] }, [this]);
   }
   split(axis: number, sizes: readonly Dim[]): Tensor[] {
