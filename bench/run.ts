@@ -1,0 +1,97 @@
+// Run all benchmarks, each in its own fresh Node process (one after another, so
+// none shares the cores with another), and print a markdown table of the
+// figures. The raw JSON of every benchmark goes to bench/results/latest.json.
+//
+//   npm run bench                    (= npx tsx bench/run.ts)
+//   npx tsx bench/run.ts --no-setup  skip bench/setup.sh (venv + onnxscript check)
+//   npx tsx bench/run.ts --only compile-stack,block-forward
+//   npx tsx bench/run.ts --out FILE  where to write the JSON (default bench/results/latest.json)
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { BENCH_DIR, REPO_ROOT, runTsx } from './lib.ts';
+import type { CompileStackResult } from './compile-stack.ts';
+import type { CompileVsTorchResult } from './compile-vs-torch.ts';
+import type { BlockForwardResult } from './block-forward.ts';
+
+const ALL = ['compile-stack', 'compile-vs-torch', 'block-forward'] as const;
+type Name = (typeof ALL)[number];
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? undefined : process.argv[i + 1];
+}
+
+const only = arg('only')?.split(',') ?? [...ALL];
+for (const n of only) if (!(ALL as readonly string[]).includes(n)) throw new Error(`--only: unknown benchmark '${n}' (known: ${ALL.join(', ')})`);
+const outFile = path.resolve(arg('out') ?? path.join(BENCH_DIR, 'results', 'latest.json'));
+
+if (!process.argv.includes('--no-setup') && only.some((n) => n !== 'compile-stack')) {
+  const r = spawnSync('bash', [path.join(BENCH_DIR, 'setup.sh')], { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0) throw new Error(`bench/setup.sh failed (exit ${r.status})`);
+}
+
+const results: Partial<{ 'compile-stack': CompileStackResult; 'compile-vs-torch': CompileVsTorchResult; 'block-forward': BlockForwardResult }> = {};
+for (const name of only as Name[]) {
+  process.stderr.write(`bench: running ${name} ...\n`);
+  const t0 = performance.now();
+  const r = await runTsx(path.join(BENCH_DIR, `${name}.ts`));
+  process.stderr.write(`bench: ${name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  (results as Record<string, unknown>)[name] = r.json;
+}
+
+const meta = {
+  date: new Date().toISOString(),
+  command: `npx tsx bench/run.ts${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}`,
+  node: process.version,
+  cpus: os.cpus().length,
+  cpu_model: os.cpus()[0]?.model ?? 'unknown',
+  mem_gib: Math.round(os.totalmem() / 2 ** 30),
+  platform: `${os.platform()} ${os.release()}`,
+};
+fs.mkdirSync(path.dirname(outFile), { recursive: true });
+fs.writeFileSync(outFile, JSON.stringify({ meta, results }, null, 2) + '\n');
+
+// ---- markdown table ----
+const yes = (b: boolean) => (b ? 'yes' : '**NO**');
+const s = (x: number, d = 3) => `${x.toFixed(d)} s`;
+const rows: string[][] = [];
+const cs = results['compile-stack'];
+if (cs) {
+  rows.push([`compile 32x4096 stack, weights skeleton (trace+passes+emit+encode; median of ${cs.runs} processes)`, s(cs.compile_s), '—', '—', `≤ ${cs.goal_s} s`, yes(cs.met)]);
+  rows.push([`peak RSS of that compile process (VmHWM; Node+tsx baseline ${cs.baseline_rss_mib} MiB)`, `${cs.peak_rss_mib} MiB`, '—', '—', '—', '—']);
+}
+const cv = results['compile-vs-torch'];
+if (cv) {
+  rows.push([
+    `compile small (5x96) to ONNX bytes, warm (ours median of ${cv.ours.runs}; torch median of ${cv.torch.warm_runs})`,
+    s(cv.ours.median_s, 4),
+    `torch.onnx.export dynamo ${s(cv.torch.warm_total_s)}`,
+    `${cv.ratio_warm}x faster`,
+    `≥ ${cv.goal_ratio}x`,
+    yes(cv.ratio_warm >= cv.goal_ratio),
+  ]);
+  rows.push(['compile small, cold (first in the process)', s(cv.ours.cold_s, 4), s(cv.torch.cold_total_s), `${cv.ratio_cold}x faster`, `≥ ${cv.goal_ratio}x`, yes(cv.ratio_cold >= cv.goal_ratio)]);
+  rows.push(['import time before the first compile / export (not in the figures above)', s(cv.ours.import_s), s(cv.torch.import_s), '—', '—', '—']);
+}
+const bf = results['block-forward'];
+if (bf) {
+  const c = bf.config;
+  rows.push([
+    `one block forward, CPU fp32, ${bf.threads} threads (h${c.hidden}, ${c.heads} heads, ffn ${c.intermediate}, B${c.batch} S${c.seq}; median of ${bf.ours.runs})`,
+    `${bf.ours.median_ms.toFixed(2)} ms (ORT ${bf.ours.ort})`,
+    `${bf.torch.median_ms.toFixed(2)} ms (torch eager ${bf.torch.torch})`,
+    `${bf.ratio.toFixed(2)} (ours/torch)`,
+    '— (report)',
+    '—',
+  ]);
+}
+const table = [
+  '| metric | ours | peer | ratio | goal | met? |',
+  '|---|---|---|---|---|---|',
+  ...rows.map((r) => `| ${r.join(' | ')} |`),
+].join('\n');
+process.stdout.write(
+  `${table}\n\n${meta.command} — ${meta.date} — ${meta.cpus} cores (${meta.cpu_model}), ${meta.mem_gib} GiB, Node ${meta.node}\nraw results: ${path.relative(REPO_ROOT, outFile)}\n`,
+);
