@@ -83,7 +83,7 @@ const ORT_GAPS: Partial<Record<DType, readonly OpKind[]>> = {
     ...UNARY_FLOAT, 'neg', 'abs', ...ARITH, 'pow', 'max', 'min', ...COMPARE, 'where',
     'matmul', 'reduce_sum', 'reduce_mean', 'reduce_max', 'softmax', 'expand', 'pad', 'conv2d', 'upsample_nearest',
   ],
-  f64: ['erf', 'conv2d', 'upsample_nearest'],
+  f64: ['erf', 'conv2d', 'upsample_nearest', 'conv2d_grad_input', 'conv2d_grad_weight'],
   i64: ['upsample_nearest'],
   bool: ['upsample_nearest'],
 };
@@ -96,6 +96,7 @@ const ORT_GAPS: Partial<Record<DType, readonly OpKind[]>> = {
 const F16_FALLBACK: readonly OpKind[] = [
   ...UNARY_FLOAT, 'neg', 'abs', ...ARITH, 'pow', ...COMPARE, 'where',
   'matmul', 'reduce_sum', 'reduce_mean', 'reduce_max', 'softmax', 'pad', 'conv2d', 'upsample_nearest',
+  'conv2d_grad_input', 'conv2d_grad_weight',
 ];
 
 function gapOf(op: OpKind, dtype: DType): string | undefined {
@@ -507,6 +508,20 @@ for (const dt of ['f16', 'f64', 'bf16', 'i32', 'i64', 'bool'] as DType[])
   add({ op: 'upsample_nearest', dtype: dt, name: `upsample_nearest ${dt} [2,1,2,3] scale 2`, ins: [f(dt, 2, 1, 2, 3)], build: (a) => a.upsampleNearest(2) });
 add({ op: 'upsample_nearest', dtype: 'f32', name: 'upsample_nearest f32 [batch,2,h,w] scale 2, then reshape [batch,-1]', ins: [f('f32', B, 2, H, W)], build: (a) => a.upsampleNearest(2).reshape(B, -1), onnxMin: { Shape: 3 } });
 
+// --- adjoint primitives (reverse mode): dim_value, gather_grad, conv2d_grad_input, conv2d_grad_weight
+for (const dt of ['f32', 'f16', 'i64'] as DType[])
+  add({ op: 'dim_value', dtype: dt, name: `dim_value ${dt} of static 7`, ins: [], build: () => applyOp('dim_value', { dim: 7, dtype: dt }, []) });
+add({ op: 'dim_value', dtype: 'f32', name: 'dim_value f32 of batch*seq', ins: [f('f32', B, S)], build: (a) => a.mul(applyOp('dim_value', { dim: dimMul(B, S), dtype: 'f32' }, [])), onnxMin: { Shape: 2 } });
+for (const dt of ['f32', 'f16', 'f64'] as DType[]) {
+  add({ op: 'gather_grad', dtype: dt, name: `gather_grad ${dt} axis 0 (repeated, negative indices)`, ins: [f(dt, 2, 4, 3), g('i64', [2, 4], { int: [-6, 6] })], build: (a, b) => applyOp('gather_grad', { axis: 0, shape: [6, 3] }, [a, b!]) });
+  add({ op: 'conv2d_grad_input', dtype: dt, name: `conv2d_grad_input ${dt} stride 2 pad 1 groups 2`, ins: [f(dt, 2, 6, 3, 3), f(dt, 6, 2, 3, 3)], build: (a, b) => applyOp('conv2d_grad_input', { strides: [2, 2], pads: [1, 1, 1, 1], dilations: [1, 1], group: 2, shape: [2, 4, 5, 6] }, [a, b!]) });
+  add({ op: 'conv2d_grad_weight', dtype: dt, name: `conv2d_grad_weight ${dt} stride 2 pad 1 groups 2`, ins: [f(dt, 2, 4, 5, 6), f(dt, 2, 6, 3, 3)], build: (a, b) => applyOp('conv2d_grad_weight', { strides: [2, 2], pads: [1, 1, 1, 1], dilations: [1, 1], group: 2, shape: [6, 2, 3, 3] }, [a, b!]) });
+}
+add({ op: 'gather_grad', dtype: 'f32', name: 'gather_grad f32 middle axis, i32 indices', ins: [f('f32', 2, 3, 3), g('i32', [3], { int: [0, 5] })], build: (a, b) => applyOp('gather_grad', { axis: 1, shape: [2, 5, 3] }, [a, b!]) });
+add({ op: 'gather_grad', dtype: 'f32', name: 'gather_grad f32 symbolic batch', ins: [f('f32', B, S, 4), g('i64', [B, S], { int: [0, 10] })], build: (a, b) => applyOp('gather_grad', { axis: 0, shape: [10, 4] }, [a, b!]) });
+add({ op: 'conv2d_grad_input', dtype: 'f32', name: 'conv2d_grad_input f32 dilation 2, asymmetric pads', ins: [f('f32', 1, 3, 6, 4), f('f32', 3, 2, 2, 3)], build: (a, b) => applyOp('conv2d_grad_input', { strides: [1, 1], pads: [1, 0, 0, 1], dilations: [2, 2], group: 1, shape: [1, 2, 7, 7] }, [a, b!]) });
+add({ op: 'conv2d_grad_weight', dtype: 'f32', name: 'conv2d_grad_weight f32 dilation 2, asymmetric pads', ins: [f('f32', 1, 2, 7, 7), f('f32', 1, 3, 6, 4)], build: (a, b) => applyOp('conv2d_grad_weight', { strides: [1, 1], pads: [1, 0, 0, 1], dilations: [2, 2], group: 1, shape: [3, 2, 2, 3] }, [a, b!]) });
+
 // ---------------------------------------------------------------------------
 
 describe('op table: ONNX (onnxruntime CPU) vs float64 reference', () => {
@@ -670,10 +685,14 @@ const ERRORS: ErrCase[] = [
   { op: 'conv2d', name: 'int input', sig: 'conv2d(i32[1, 3, 8, 8], i32[4, 3, 3, 3])', says: /must be floating point/, call: 'conv2d(input', build: () => conv2d(input('x', 'i32', [1, 3, 8, 8]), input('w', 'i32', [4, 3, 3, 3]), undefined) },
   { op: 'upsample_nearest', name: 'not 4-D', sig: 'upsample_nearest(f32[2, 3, 4])', says: /needs \[N,C,H,W\]/, call: '.upsampleNearest(', build: () => input('a', 'f32', [2, 3, 4]).upsampleNearest(2) },
   { op: 'upsample_nearest', name: 'fractional scale', sig: 'upsample_nearest(f32[1, 1, 2, 2])', says: /scale 1.5 must be a positive integer/, call: '.upsampleNearest(', build: () => input('a', 'f32', [1, 1, 2, 2]).upsampleNearest(1.5) },
+  { op: 'gather_grad', name: 'cotangent shape', sig: 'gather_grad(f32[2, 4], i64[2, 3])', says: /does not match gather of \[6, 4\]/, call: "applyOp('gather_grad'", build: () => applyOp('gather_grad', { axis: 0, shape: [6, 4] }, [input('a', 'f32', [2, 4]), input('b', 'i64', [2, 3])]) },
+  { op: 'conv2d_grad_input', name: 'symbolic spatial dims', sig: 'conv2d_grad_input(f32[1, 2, 3, 3], f32[2, 2, 3, 3])', says: /static shapes/, call: "applyOp('conv2d_grad_input'", build: () => applyOp('conv2d_grad_input', { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1, shape: [1, 2, H, W] }, [input('a', 'f32', [1, 2, 3, 3]), input('b', 'f32', [2, 2, 3, 3])]) },
+  { op: 'conv2d_grad_input', name: 'cotangent not the conv output size', sig: 'conv2d_grad_input(f32[1, 2, 4, 4], f32[2, 2, 3, 3])', says: /cotangent spatial size \[4,4\] is not the conv output size \[3,3\]/, call: "applyOp('conv2d_grad_input'", build: () => applyOp('conv2d_grad_input', { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1, shape: [1, 2, 5, 5] }, [input('a', 'f32', [1, 2, 4, 4]), input('b', 'f32', [2, 2, 3, 3])]) },
+  { op: 'conv2d_grad_weight', name: 'int input', sig: 'conv2d_grad_weight(i32[1, 2, 5, 5], i32[1, 2, 3, 3])', says: /must be floating point/, call: "applyOp('conv2d_grad_weight'", build: () => applyOp('conv2d_grad_weight', { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1, shape: [2, 2, 3, 3] }, [input('a', 'i32', [1, 2, 5, 5]), input('b', 'i32', [1, 2, 3, 3])]) },
 ];
 
 /** Ops whose shape rule accepts every operand: nothing to test in the error table. */
-const NO_SHAPE_ERRORS: readonly OpKind[] = ['input', 'cast'];
+const NO_SHAPE_ERRORS: readonly OpKind[] = ['input', 'cast', 'dim_value'];
 
 describe('shape-rule errors: DSLError with op, operand types and the user file:line', () => {
   it('covers every op kind whose shape rule can fail', () => {

@@ -3,7 +3,9 @@
 import { dimMul, dimStr, isStatic, type Dim } from '../ir/dims.ts';
 import type { DType } from '../ir/dtype.ts';
 import { asTensor, concat, constant, range, Tensor, type TensorLike } from './tensor.ts';
-import { DSLError } from './trace.ts';
+import { currentTrace, DSLError } from './trace.ts';
+import { OpError } from '../ir/node.ts';
+import { grad as gradImpl } from '../autodiff/grad.ts';
 import { userSite } from './site.ts';
 
 function fail(msg: string): never {
@@ -208,3 +210,14 @@ export function headMerge(x: Tensor): Tensor {
   return x.transpose(0, 2, 1, 3).reshape(B, S, dimMul(H, D));
 }
 
+
+/** Gradients of a scalar `loss` with respect to tensors or parameters of the active trace. */
+export function gradients(loss: Tensor, wrt: readonly (Tensor | { readonly t: Tensor })[]): Tensor[] {
+  const nodes = wrt.map((w) => (w instanceof Tensor ? w : w.t).node);
+  try {
+    return gradImpl(currentTrace().builder, loss.node, nodes).map((n) => new Tensor(n));
+  } catch (e) {
+    if (e instanceof OpError) throw new DSLError(e.message, userSite());
+    throw e;
+  }
+}

@@ -1,11 +1,12 @@
 // The shape of one op-table entry: everything the compiler knows about an op,
 // side by side — how many inputs, its shape/dtype rule, its ONNX lowering and
-// its float64 reference. (The autodiff issue adds the VJP column here.)
+// its float64 reference, and its vector-Jacobian product.
 import type { ConstValue, OpKind, OpParams } from './params.ts';
 import type { DType } from './dtype.ts';
 import type { Dim } from './dims.ts';
 import type { Node, TensorType } from './node.ts';
 import type { RefTensor } from './ref.ts';
+import type { NB } from './nb.ts';
 
 /** ONNX attribute values, tagged so that int and float never get confused. */
 export type Attr =
@@ -47,6 +48,14 @@ export interface OpDef<K extends OpKind> {
   lower(cx: LowerCtx, p: OpParams[K], ins: readonly string[], node: Node<K>): string;
   /** float64 reference; `node` gives access to the inferred output type. */
   eval(p: OpParams[K], ins: readonly RefTensor[], cx: EvalCtx, node: Node<K>): RefTensor;
+  /**
+   * Reverse-mode rule: given the output's cotangent `g`, the cotangent of each
+   * input (null where none flows, e.g. integer indices, masks). Or the explicit
+   * marker 'nondiff' (leaves, comparisons, integer ops): no gradient passes.
+   */
+  vjp: VjpRule<K> | 'nondiff';
 }
+
+export type VjpRule<K extends OpKind> = (nb: NB, p: OpParams[K], ins: readonly Node[], out: Node<K>, g: Node) => readonly (Node | null)[];
 
 export type OpGroup<Ks extends OpKind> = { [K in Ks]: OpDef<K> };

@@ -6,6 +6,7 @@ import { ELEMENTWISE } from './ops/elementwise.ts';
 import { SOURCE_OPS } from './ops/source.ts';
 import { SHAPE_OPS } from './ops/shape.ts';
 import { COMPUTE_OPS } from './ops/compute.ts';
+import { ADJOINT_OPS } from './ops/adjoint.ts';
 
 export type OpTable = { [K in OpKind]: OpDef<K> };
 
@@ -14,6 +15,7 @@ export const OPS: OpTable = {
   ...ELEMENTWISE,
   ...SHAPE_OPS,
   ...COMPUTE_OPS,
+  ...ADJOINT_OPS,
 };
 
 export function opDef<K extends OpKind>(k: K): OpDef<K> {

@@ -55,6 +55,14 @@ export interface OpParams extends UnaryParams, BinaryParams {
   /** inputs x [N,C,H,W], w [O,C/group,kh,kw], optional bias [O]; pads [top,left,bottom,right] */
   conv2d: { strides: [number, number]; pads: [number, number, number, number]; dilations: [number, number]; group: number };
   upsample_nearest: { scale: number };
+  /** 0-d tensor holding the runtime value of a (symbolic) dim */
+  dim_value: { dim: Dim; dtype: DType };
+  /** gather's adjoint: inputs (g, indices); scatter-adds g into zeros of `shape` along `axis` */
+  gather_grad: { axis: number; shape: Dim[] };
+  /** conv2d's input adjoint: inputs (g, w); output has `shape` (the conv input's) */
+  conv2d_grad_input: OpParams['conv2d'] & { shape: Dim[] };
+  /** conv2d's weight adjoint: inputs (x, g); output has `shape` (the weight's) */
+  conv2d_grad_weight: OpParams['conv2d'] & { shape: number[] };
 }
 export type OpKind = keyof OpParams;
 export type UnaryKind = keyof UnaryParams;

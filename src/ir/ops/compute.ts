@@ -4,13 +4,40 @@ import { dimAdd, dimDiv, dimEq, dimMul, dimStr, type Dim } from '../dims.ts';
 import { isFloat } from '../dtype.ts';
 import { OpError, typeStr } from '../node.ts';
 import type { OpDef, OpGroup } from '../opdef.ts';
+import type { Node } from '../node.ts';
+import type { NB } from '../nb.ts';
 import { broadcastOffsets, broadcastShape, buildRef, reduceRef, ref, size, strides } from '../ref.ts';
 import { broadcastShapes, normAxis, requireFloat, sameDtype } from './common.ts';
 
 type ReduceKind = 'reduce_sum' | 'reduce_mean' | 'reduce_max';
 
-function reduction<K extends ReduceKind>(onnx: string, init: number, combine: (a: number, x: number) => number, finish?: (a: number, n: number) => number): OpDef<K> {
+/** The reduced cotangent brought back to the input's shape (keepdims form, then expanded). */
+function unreduce(nb: NB, g: Node, x: Node, axes: number[], keepdims: boolean): Node {
+  const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  return nb.expand(keepdims ? g : nb.reshape(g, kept), x.shape);
+}
+
+/** Number of elements reduced over, as a scalar of `dtype` (runtime value for symbolic dims). */
+function reducedCount(nb: NB, x: Node, axes: number[]): Node {
+  const dims = axes.map((a) => x.shape[a]!);
+  if (dims.every((d) => typeof d === 'number')) return nb.scalar((dims as number[]).reduce((a, b) => a * b, 1), x.dtype);
+  return dims.map((d) => nb.op('dim_value', { dim: d, dtype: x.dtype }, [])).reduce((a, b) => nb.mul(a, b));
+}
+
+const REDUCE_GRAD: { [K in ReduceKind]: (nb: NB, x: Node, out: Node, g: Node, axes: number[], keepdims: boolean) => Node } = {
+  reduce_sum: (nb, x, _o, g, axes, keep) => unreduce(nb, g, x, axes, keep),
+  reduce_mean: (nb, x, _o, g, axes, keep) => nb.div(unreduce(nb, g, x, axes, keep), reducedCount(nb, x, axes)),
+  // ties share the cotangent evenly
+  reduce_max: (nb, x, out, g, axes, keep) => {
+    const hit = nb.op('eq', {}, [x, unreduce(nb, out, x, axes, keep)]);
+    const cnt = nb.sum(nb.cast(hit, x.dtype), axes, true);
+    return nb.where(hit, nb.div(unreduce(nb, g, x, axes, keep), nb.expand(cnt, x.shape)), nb.zeros(x.shape, x.dtype));
+  },
+};
+
+function reduction<K extends ReduceKind>(kind: K, onnx: string, init: number, combine: (a: number, x: number) => number, finish?: (a: number, n: number) => number): OpDef<K> {
   return {
+    vjp: (nb, p, [x], out, g) => [REDUCE_GRAD[kind](nb, x!, out, g, p.axes.map((a) => normAxis(a, x!.rank)), p.keepdims)],
     arity: 1,
     infer: (p, [x]) => {
       if (x!.dtype === 'bool') throw new OpError(`${onnx}: bool operand ${typeStr(x!)}`);
@@ -38,6 +65,7 @@ function convOut(d: Dim, k: number, stride: number, padSum: number, dil: number)
 export const COMPUTE_OPS = {
   matmul: {
     arity: 2,
+    vjp: (nb, _p, [a, b], _o, g) => [nb.sumTo(nb.matmul(g, nb.mT(b!)), a!.shape), nb.sumTo(nb.matmul(nb.mT(a!), g), b!.shape)],
     infer: (_p, [a, b]) => {
       const dtype = sameDtype([a!, b!]);
       if (dtype === 'bool') throw new OpError('matmul of bool tensors');
@@ -69,11 +97,12 @@ export const COMPUTE_OPS = {
       return out;
     },
   },
-  reduce_sum: reduction<'reduce_sum'>('ReduceSum', 0, (a, x) => a + x),
-  reduce_mean: reduction<'reduce_mean'>('ReduceMean', 0, (a, x) => a + x, (a, n) => a / n),
-  reduce_max: reduction<'reduce_max'>('ReduceMax', -Infinity, (a, x) => Math.max(a, x)),
+  reduce_sum: reduction('reduce_sum', 'ReduceSum', 0, (a, x) => a + x),
+  reduce_mean: reduction('reduce_mean', 'ReduceMean', 0, (a, x) => a + x, (a, n) => a / n),
+  reduce_max: reduction('reduce_max', 'ReduceMax', -Infinity, (a, x) => Math.max(a, x)),
   softmax: {
     arity: 1,
+    vjp: (nb, p, _ins, out, g) => [nb.mul(out, nb.sub(g, nb.sum(nb.mul(g, out), [normAxis(p.axis, out.rank)], true)))],
     infer: (p, [x]) => (requireFloat(x!, 'softmax operand'), normAxis(p.axis, x!.shape.length, 'softmax axis'), x!),
     lower: (cx, p, [x], node) => cx.emit1('Softmax', [x!], { axis: { i: normAxis(p.axis, node.rank) } }),
     eval: (p, [x]) => {
@@ -96,6 +125,14 @@ export const COMPUTE_OPS = {
   },
   conv2d: {
     arity: [2, 3],
+    vjp: (nb, p, [x, w, b], _o, g) => {
+      const conv = { strides: p.strides, pads: p.pads, dilations: p.dilations, group: p.group };
+      return [
+        nb.op('conv2d_grad_input', { ...conv, shape: [...x!.shape] }, [g, w!]),
+        nb.op('conv2d_grad_weight', { ...conv, shape: [...(w!.shape as number[])] }, [x!, g]),
+        ...(b ? [nb.sum(g, [0, 2, 3], false)] : []),
+      ];
+    },
     infer: (p, ins) => {
       const [x, w, b] = ins;
       const dtype = sameDtype(ins);
@@ -151,6 +188,10 @@ export const COMPUTE_OPS = {
   },
   upsample_nearest: {
     arity: 1,
+    vjp: (nb, p, [x], _o, g) => {
+      const [n, c, h, w] = x!.shape as [Dim, Dim, Dim, Dim];
+      return [nb.sum(nb.reshape(g, [n, c, h, p.scale, w, p.scale]), [3, 5], false)];
+    },
     infer: (p, [x]) => {
       if (x!.shape.length !== 4) throw new OpError(`upsample_nearest needs [N,C,H,W], got ${typeStr(x!)}`);
       if (!Number.isInteger(p.scale) || p.scale < 1) throw new OpError(`upsample_nearest: scale ${p.scale} must be a positive integer`);

@@ -3,6 +3,8 @@
 import { dimAdd, dimEq, dimProd, dimStr, dimSub, isStatic, shapeStr, type Dim } from '../dims.ts';
 import { OpError, typeStr } from '../node.ts';
 import type { OpGroup } from '../opdef.ts';
+import type { Node } from '../node.ts';
+import type { NB } from '../nb.ts';
 import { broadcastShape, buildRef, strides, transposeRef, type RefTensor } from '../ref.ts';
 import { broadcastShapes, normAxis, sameDtype } from './common.ts';
 
@@ -36,6 +38,7 @@ function slicedDim(d: Dim, start: number, end: number, step: number): Dim {
 export const SHAPE_OPS = {
   reshape: {
     arity: 1,
+    vjp: (nb, _p, [x], _o, g) => [nb.reshape(g, x!.shape)],
     infer: (p, [x]) => {
       if (!dimEq(dimProd(x!.shape), dimProd(p.shape)))
         throw new OpError(`reshape ${shapeStr(x!.shape)} -> ${shapeStr(p.shape)}: element counts ${dimStr(dimProd(x!.shape))} and ${dimStr(dimProd(p.shape))} differ`);
@@ -46,6 +49,7 @@ export const SHAPE_OPS = {
   },
   transpose: {
     arity: 1,
+    vjp: (nb, p, _ins, _o, g) => [nb.transpose(g, p.perm.map((_, i) => p.perm.indexOf(i)))],
     infer: (p, [x]) => {
       const r = x!.shape.length;
       if (p.perm.length !== r || [...p.perm].sort((a, b) => a - b).some((v, i) => v !== i))
@@ -57,6 +61,7 @@ export const SHAPE_OPS = {
   },
   expand: {
     arity: 1,
+    vjp: (nb, _p, [x], _o, g) => [nb.sumTo(g, x!.shape)],
     infer: (p, [x]) => {
       if (p.shape.length < x!.shape.length) throw new OpError(`expand ${typeStr(x!)} to lower rank ${shapeStr(p.shape)}`);
       const out = broadcastShapes([x!.shape, p.shape]);
@@ -71,6 +76,11 @@ export const SHAPE_OPS = {
   },
   concat: {
     arity: [1, Infinity],
+    vjp: (nb, p, ins, out, g) => {
+      const axis = normAxis(p.axis, out.rank);
+      const sizes = ins.map((t) => t.shape[axis]!);
+      return ins.map((_, index) => (ins.length === 1 ? g : nb.op('split', { axis, sizes, index }, [g])));
+    },
     infer: (p, ins) => {
       const dtype = sameDtype(ins);
       const r = ins[0]!.shape.length;
@@ -107,6 +117,12 @@ export const SHAPE_OPS = {
   },
   split: {
     arity: 1,
+    vjp: (nb, p, _ins, out, g) => {
+      const axis = normAxis(p.axis, out.rank);
+      const before = p.sizes.slice(0, p.index).reduce<Dim>((a, d) => dimAdd(a, d), 0);
+      const after = p.sizes.slice(p.index + 1).reduce<Dim>((a, d) => dimAdd(a, d), 0);
+      return [padAxis(nb, g, axis, before, after)];
+    },
     infer: (p, [x]) => {
       const axis = normAxis(p.axis, x!.shape.length, 'split axis');
       const total = p.sizes.reduce<Dim>((a, d) => dimAdd(a, d), 0);
@@ -132,6 +148,19 @@ export const SHAPE_OPS = {
   },
   slice: {
     arity: 1,
+    vjp: (nb, p, [x], _o, g) => {
+      let dx = g;
+      p.axes.forEach((a0, j) => {
+        const a = normAxis(a0, x!.rank);
+        const d = x!.shape[a]!;
+        if (p.steps[j] !== 1) throw new OpError(`slice: no gradient for step ${p.steps[j]} (only step 1)`);
+        const start = p.starts[j]!, end = p.ends[j]!;
+        const begin: Dim = isStatic(d) ? sliceRange(d, start, end, 1).begin : start >= 0 ? start : dimAdd(d, start);
+        const after = dimSub(dimSub(d, begin), dx.shape[a]!);
+        dx = padAxis(nb, dx, a, begin, after);
+      });
+      return [dx];
+    },
     infer: (p, [x]) => {
       const n = p.axes.length;
       if (p.starts.length !== n || p.ends.length !== n || p.steps.length !== n) throw new OpError('slice: axes, starts, ends and steps must have equal lengths');
@@ -161,6 +190,7 @@ export const SHAPE_OPS = {
   },
   gather: {
     arity: 2,
+    vjp: (nb, p, [x, idx], _o, g) => [nb.op('gather_grad', { axis: normAxis(p.axis, x!.rank), shape: [...x!.shape] }, [g, idx!]), null],
     infer: (p, [x, idx]) => {
       if (idx!.dtype !== 'i64' && idx!.dtype !== 'i32') throw new OpError(`gather: indices must be i64 or i32, got ${typeStr(idx!)}`);
       const a = normAxis(p.axis, x!.shape.length, 'gather axis');
@@ -189,6 +219,13 @@ export const SHAPE_OPS = {
   },
   pad: {
     arity: 1,
+    vjp: (nb, p, [x], _o, g) => {
+      if (p.mode !== 'constant') throw new OpError(`pad: no gradient for mode '${p.mode}' (only constant)`);
+      const r = x!.rank;
+      const axes = [...Array(r).keys()].filter((i) => p.pads[i] || p.pads[i + r]);
+      if (!axes.length) return [g];
+      return [nb.op('slice', { axes, starts: axes.map((i) => p.pads[i]!), ends: axes.map((i) => (p.pads[i + r] ? -p.pads[i + r]! : Number.MAX_SAFE_INTEGER)), steps: axes.map(() => 1) }, [g])];
+    },
     infer: (p, [x]) => {
       const r = x!.shape.length;
       if (p.pads.length !== 2 * r) throw new OpError(`pad: ${p.pads.length} pads for rank ${r} (need begins then ends)`);
@@ -225,6 +262,16 @@ export const SHAPE_OPS = {
     },
   },
 } satisfies OpGroup<'reshape' | 'transpose' | 'expand' | 'concat' | 'split' | 'slice' | 'gather' | 'pad'>;
+
+/** Place g inside zeros along `axis`: `before` zeros, g, `after` zeros (sizes may be symbolic). */
+function padAxis(nb: NB, g: Node, axis: number, before: Dim, after: Dim): Node {
+  const parts: Node[] = [];
+  const zeros = (n: Dim) => nb.zeros([...g.shape.slice(0, axis), n, ...g.shape.slice(axis + 1)], g.dtype);
+  if (before !== 0) parts.push(zeros(before));
+  parts.push(g);
+  if (after !== 0) parts.push(zeros(after));
+  return parts.length === 1 ? g : nb.op('concat', { axis }, parts);
+}
 
 function offsetFromBroadcast(x: RefTensor, out: number[]): (idx: number[]) => number {
   const st = strides(x.shape);

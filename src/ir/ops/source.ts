@@ -12,12 +12,14 @@ function noEval(what: string): never {
 export const SOURCE_OPS = {
   input: {
     arity: 0,
+    vjp: 'nondiff',
     infer: (p) => ({ dtype: p.dtype, shape: p.shape }),
     lower: (cx, _p, _ins, node) => cx.leaf(node),
     eval: (p) => noEval(`input '${p.name}'`),
   },
   param: {
     arity: 0,
+    vjp: 'nondiff',
     infer: (p) => {
       if (!p.shape.every((d) => Number.isInteger(d) && d >= 0)) throw new OpError(`param '${p.name}': shape [${p.shape}] must be non-negative integers`);
       return { dtype: p.dtype, shape: p.shape };
@@ -27,6 +29,7 @@ export const SOURCE_OPS = {
   },
   constant: {
     arity: 0,
+    vjp: 'nondiff',
     infer: (p) => {
       if (p.value.data.length !== size(p.value.shape)) throw new OpError(`constant: ${p.value.data.length} values for shape [${p.value.shape}]`);
       return { dtype: p.value.dtype, shape: p.value.shape };
@@ -36,6 +39,7 @@ export const SOURCE_OPS = {
   },
   range: {
     arity: 0,
+    vjp: 'nondiff',
     infer: (p) => {
       if (p.dtype === 'bool') throw new OpError('range: dtype bool is not numeric');
       if (isStatic(p.size) && p.size < 0) throw new OpError(`range: negative size ${p.size}`);
@@ -68,6 +72,8 @@ export const SOURCE_OPS = {
   },
   cast: {
     arity: 1,
+    // the cotangent goes back in the input's precision; casts from integers pass none
+    vjp: (nb, _p, [x], _o, g) => [isFloat(x!.dtype) ? nb.cast(g, x!.dtype) : null],
     infer: (p, [x]) => ({ dtype: p.to, shape: x!.shape }),
     lower: (cx, p, [x], node) => (node.inputs[0]!.dtype === p.to ? x! : cx.emit1('Cast', [x!], { to: { i: DTYPE_INFO[p.to].onnx } })),
     // float -> int truncates toward zero (ORT's behaviour); anything -> bool is "!= 0"

@@ -1,0 +1,42 @@
+// Reverse-mode differentiation over the IR: walks the nodes between `wrt` and
+// `loss` in reverse topological order, asking each op's VJP for its inputs'
+// cotangents. Cotangents of values used more than once are summed; integer and
+// boolean values carry none; broadcasting is undone inside each rule.
+import { isFloat } from '../ir/dtype.ts';
+import { Graph, type Builder } from '../ir/graph.ts';
+import { OpError, typeStr, type Node } from '../ir/node.ts';
+import { NB } from '../ir/nb.ts';
+import { opDef } from '../ir/optable.ts';
+
+export interface GradOptions {
+  /** cotangent of `loss` (default: ones; loss is usually a scalar) */
+  seed?: Node;
+}
+
+export function grad(b: Builder, loss: Node, wrt: readonly Node[], opts: GradOptions = {}): Node[] {
+  if (!isFloat(loss.dtype)) throw new OpError(`grad: loss must be floating point, got ${typeStr(loss.type)}`);
+  for (const w of wrt) if (!isFloat(w.dtype)) throw new OpError(`grad: cannot differentiate with respect to ${w.op} ${typeStr(w.type)} (not floating point)`);
+  const nb = new NB(b);
+  const order = new Graph('grad', [], [{ name: 'loss', node: loss }]).nodes();
+  // nodes that depend on some wrt node: the only ones whose cotangents matter
+  const live = new Set<Node>(wrt);
+  for (const n of order) if (!live.has(n) && n.inputs.some((i) => live.has(i))) live.add(n);
+  const adj = new Map<Node, Node>();
+  adj.set(loss, opts.seed ?? (loss.rank === 0 ? nb.scalar(1, loss.dtype) : nb.expand(nb.scalar(1, loss.dtype), loss.shape)));
+  for (let k = order.length - 1; k >= 0; k--) {
+    const n = order[k]!;
+    const g = adj.get(n);
+    if (!g || !live.has(n) || n.inputs.length === 0) continue;
+    const def = opDef(n.op);
+    if (def.vjp === 'nondiff') continue;
+    const cots = def.vjp(nb, n.params as never, n.inputs, n as never, g);
+    n.inputs.forEach((inp, i) => {
+      const c = cots[i];
+      if (!c || !live.has(inp) || !isFloat(inp.dtype)) return;
+      if (c.dtype !== inp.dtype) throw new OpError(`grad: ${n.op} gave a ${c.dtype} cotangent for a ${inp.dtype} input`);
+      const prev = adj.get(inp);
+      adj.set(inp, prev ? nb.add(prev, c) : c);
+    });
+  }
+  return wrt.map((w) => adj.get(w) ?? nb.zeros(w.shape, w.dtype));
+}
