@@ -28,6 +28,8 @@ export interface EmitOptions {
   externalThreshold?: number;
   /** values for params by name (checkpoint, import); others use their seeded init */
   paramValues?: ReadonlyMap<string, HostTensor>;
+  /** params for which this returns true become graph inputs whatever the weight mode (trainable params of a step graph) */
+  paramAsInput?: (p: Node<'param'>) => boolean;
   docString?: string;
 }
 
@@ -142,7 +144,7 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
       if (node.is('input')) return node.params.name;
       const p = node as Node<'param'>;
       const name = p.params.name;
-      if (mode === 'inputs') {
+      if (mode === 'inputs' || opts.paramAsInput?.(p)) {
         inputs.push(valueInfo(name, p.dtype, p.shape));
         return name;
       }

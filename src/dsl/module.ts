@@ -17,6 +17,8 @@ const OWNER = Symbol('owner');
 
 export class Param {
   [OWNER]?: Owner;
+  /** exclude from AdamW weight decay (embeddings); rank <= 1 params are excluded anyway */
+  noDecay = false;
   constructor(
     readonly shape: readonly number[],
     readonly init: Init,
@@ -44,9 +46,9 @@ export class Param {
     if (owner && owner !== this)
       throw new DSLError(`two different parameters are both named '${name}': assign modules to properties of a parent module, or name top-level modules with .named('prefix')`, userSite());
     tr.paramOwners.set(name, this);
-    return new Tensor(
-      tr.apply('param', { name: this.path, dtype: this.dtype, shape: [...this.shape], init: this.init, frozen: this.frozen, seed: tr.seed }, []),
-    );
+    const t = new Tensor(tr.apply('param', { name, dtype: this.dtype, shape: [...this.shape], init: this.init, frozen: this.frozen, seed: tr.seed }, []));
+    const cdt = tr.computeDtype;
+    return cdt && t.isFloat() && cdt !== this.dtype ? t.cast(cdt) : t;
   }
 }
 

@@ -19,7 +19,11 @@ export class Trace {
   readonly inputs: Node<'input'>[] = [];
   /** which Param object owns each parameter name (two objects, one name = a naming bug) */
   readonly paramOwners = new Map<string, object>();
-  constructor(readonly seed = 0) {}
+  constructor(
+    readonly seed = 0,
+    /** mixed precision: float params (fp32 masters) are cast to this dtype where used */
+    readonly computeDtype?: DType,
+  ) {}
 
   apply<K extends OpKind>(op: K, params: OpParams[K], inputs: readonly Node[]): Node<K> {
     try {
@@ -40,12 +44,24 @@ export function currentTrace(): Trace {
 
 export interface TraceOptions {
   seed?: number;
+  computeDtype?: DType;
+}
+
+/** Run `fn` inside an existing trace (graph builders that add outputs around user code). */
+export function withTrace<T>(t: Trace, fn: () => T): T {
+  const prev = current;
+  current = t;
+  try {
+    return fn();
+  } finally {
+    current = prev;
+  }
 }
 
 /** Run `fn` with a fresh trace; its returned tensors become the graph's named outputs. */
 export function trace(name: string, fn: () => Record<string, Tensor>, opts: TraceOptions = {}): Graph {
   const prev = current;
-  const t = (current = new Trace(opts.seed ?? 0));
+  const t = (current = new Trace(opts.seed ?? 0, opts.computeDtype));
   try {
     const outs = fn();
     const entries = Object.entries(outs);

@@ -23,6 +23,7 @@ export class Embedding extends Module {
   constructor(readonly num: number, readonly dim: number, opts: { dtype?: DType; std?: number } = {}) {
     super();
     this.weight = this.param([num, dim], { kind: 'normal', std: opts.std ?? 1 }, opts.dtype);
+    this.weight.noDecay = true;
   }
   forward(ids: Tensor): Tensor {
     return this.weight.t.gather(ids, 0);
