@@ -3,7 +3,7 @@
 // emitted backward graphs in onnxruntime (f32) against the reference.
 import { describe, expect, it } from 'vitest';
 import {
-  Attention, concat, conv2d, gelu, gradients, gridPositions, groupNorm, input, layerNorm, Linear, Module, range, rmsNorm, rope, sdpa, silu, swiglu, trace, TransformerBlock, Tensor,
+  Attention, concat, conv2d, gelu, recompute, gradients, gridPositions, groupNorm, input, layerNorm, Linear, Module, range, rmsNorm, rope, sdpa, silu, swiglu, trace, TransformerBlock, Tensor,
 } from '../src/dsl/index.ts';
 import type { DType } from '../src/ir/dtype.ts';
 import { evaluate, paramValue } from '../src/ir/evaluate.ts';
@@ -13,6 +13,13 @@ import type { Node } from '../src/ir/node.ts';
 import { OP_KINDS, OPS } from '../src/ir/optable.ts';
 import type { RefTensor } from '../src/ir/ref.ts';
 import { compare, randomRef, runOnnx } from './helpers/harness.ts';
+import { applyOp } from '../src/dsl/tensor.ts';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { emitModel } from '../codegen/onnx/emit.ts';
+import { decodeModel, encodeModel } from '../codegen/onnx/proto.ts';
 
 interface In {
   name: string;
@@ -80,6 +87,7 @@ const CASES: Case[] = [
   { name: 'pad constant', ops: ['pad'], inputs: [I('x', [2, 3])], build: (x) => x.x!.pad([1, 0, 0, 2], 'constant', 0.5) },
   { name: 'conv2d stride/pad/groups/bias', ops: ['conv2d', 'conv2d_grad_input', 'conv2d_grad_weight'], inputs: [I('x', [2, 4, 5, 6]), I('w', [6, 2, 3, 3]), I('b', [6])], build: (x) => conv2d(x.x!, x.w!, x.b!, { stride: 2, padding: 1, groups: 2 }) },
   { name: 'conv2d dilation', ops: ['conv2d', 'conv2d_grad_input', 'conv2d_grad_weight'], inputs: [I('x', [1, 2, 7, 7]), I('w', [3, 2, 2, 3])], build: (x) => conv2d(x.x!, x.w!, undefined, { dilation: 2, padding: [1, 0, 0, 1] }) },
+  { name: 'barrier (identity)', ops: ['barrier'], inputs: [I('x', [3, 4])], build: (x) => applyOp('barrier', { tag: 1 }, [x.x!]).mul(x.x!) },
   { name: 'upsample_nearest', ops: ['upsample_nearest'], inputs: [I('x', [1, 2, 3, 2])], build: (x) => x.x!.upsampleNearest(2) },
   { name: 'rmsNorm', ops: [], inputs: [I('x', [2, 3, 8]), I('w', [8])], build: (x) => rmsNorm(x.x!, x.w!) },
   { name: 'layerNorm', ops: [], inputs: [I('x', [2, 3, 8]), I('w', [8]), I('b', [8])], build: (x) => layerNorm(x.x!, x.w!, x.b!) },
@@ -165,6 +173,45 @@ describe('gradients vs central finite differences (float64 reference)', () => {
       }
       expect(worst, `d loss / d ${name}`).toBeLessThan(c.fdTol ?? 1e-4);
     }
+  });
+});
+
+describe('activation recomputation', () => {
+  it('recompute() gives the same gradients, and onnxruntime keeps the replayed forward', async () => {
+    class Stack extends Module {
+      layers = [0, 1].map(() => new TransformerBlock({ hidden: 8, heads: 2, intermediate: 16 }));
+    }
+    const build = (remat: boolean) => {
+      const net = new Stack();
+      return trace('remat', () => {
+        const x = input('x', 'f32', [2, 3, 8]);
+        let h = x;
+        for (const l of net.layers) h = remat ? recompute((t) => l.forward(t), h) : l.forward(h);
+        const loss = h.square().mean();
+        const ps = new Graph('p', [], [{ name: 'l', node: loss.node }]).params();
+        const gs = gradients(loss, [x, ...ps.map((p) => new Tensor(p))]);
+        return Object.fromEntries([['loss', loss] as const, ['grad.x', gs[0]!] as const, ...ps.map((p, i) => [`grad.${p.params.name}`, gs[i + 1]!] as const)]);
+      }, { seed: 1 });
+    };
+    const plain = build(false), remat = build(true);
+    const feeds = { x: randomRef('f32', [2, 3, 8], new Rng(4)) };
+    const a = evaluate(plain, feeds), b = evaluate(remat, feeds);
+    expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+    for (const k of Object.keys(a)) expect(compare(b[k]!, a[k]!, { atol: 1e-12, rtol: 1e-10 }, 1), k).toBeNull();
+    const count = (g: Graph) => g.nodes().filter((n) => n.is('matmul')).length;
+    expect(count(remat)).toBeGreaterThan(count(plain));
+    const got = await runOnnx(remat, feeds);
+    for (const k of Object.keys(a)) expect(compare(got[k]!, a[k]!, { atol: 2e-5, rtol: 2e-4 }, 1), k).toBeNull();
+    // onnxruntime's own CSE must not fold the replay back into the original forward
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'unifusion-remat-'));
+    const optimized = async (g: Graph) => {
+      const file = path.join(dir, `${g.name}-${count(g)}.onnx`);
+      const s = await ort.InferenceSession.create(encodeModel(emitModel(g).model), { graphOptimizationLevel: 'all', optimizedModelFilePath: file });
+      await s.release();
+      return decodeModel(fs.readFileSync(file)).graph!.node!.filter((n) => n.opType === 'MatMul' || n.opType === 'FusedMatMul' || n.opType === 'Gemm').length;
+    };
+    expect(await optimized(remat)).toBeGreaterThan(await optimized(plain));
+    fs.rmSync(dir, { recursive: true });
   });
 });
 

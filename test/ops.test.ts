@@ -96,7 +96,7 @@ const ORT_GAPS: Partial<Record<DType, readonly OpKind[]>> = {
 const F16_FALLBACK: readonly OpKind[] = [
   ...UNARY_FLOAT, 'neg', 'abs', ...ARITH, 'pow', ...COMPARE, 'where',
   'matmul', 'reduce_sum', 'reduce_mean', 'reduce_max', 'softmax', 'pad', 'conv2d', 'upsample_nearest',
-  'conv2d_grad_input', 'conv2d_grad_weight',
+  'conv2d_grad_input', 'conv2d_grad_weight', 'barrier',
 ];
 
 function gapOf(op: OpKind, dtype: DType): string | undefined {
@@ -508,6 +508,10 @@ for (const dt of ['f16', 'f64', 'bf16', 'i32', 'i64', 'bool'] as DType[])
   add({ op: 'upsample_nearest', dtype: dt, name: `upsample_nearest ${dt} [2,1,2,3] scale 2`, ins: [f(dt, 2, 1, 2, 3)], build: (a) => a.upsampleNearest(2) });
 add({ op: 'upsample_nearest', dtype: 'f32', name: 'upsample_nearest f32 [batch,2,h,w] scale 2, then reshape [batch,-1]', ins: [f('f32', B, 2, H, W)], build: (a) => a.upsampleNearest(2).reshape(B, -1), onnxMin: { Shape: 3 } });
 
+// --- barrier (identity no optimiser looks through)
+for (const dt of ['f32', 'f16', 'f64', 'i64', 'bool'] as DType[])
+  add({ op: 'barrier', dtype: dt, name: `barrier ${dt} [2,3]`, ins: [f(dt, 2, 3)], build: (a) => applyOp('barrier', { tag: 1 }, [a]) });
+
 // --- adjoint primitives (reverse mode): dim_value, gather_grad, conv2d_grad_input, conv2d_grad_weight
 for (const dt of ['f32', 'f16', 'i64'] as DType[])
   add({ op: 'dim_value', dtype: dt, name: `dim_value ${dt} of static 7`, ins: [], build: () => applyOp('dim_value', { dim: 7, dtype: dt }, []) });
@@ -692,7 +696,7 @@ const ERRORS: ErrCase[] = [
 ];
 
 /** Ops whose shape rule accepts every operand: nothing to test in the error table. */
-const NO_SHAPE_ERRORS: readonly OpKind[] = ['input', 'cast', 'dim_value'];
+const NO_SHAPE_ERRORS: readonly OpKind[] = ['input', 'cast', 'dim_value', 'barrier'];
 
 describe('shape-rule errors: DSLError with op, operand types and the user file:line', () => {
   it('covers every op kind whose shape rule can fail', () => {

@@ -8,10 +8,25 @@ import { OpError, typeStr, type Node } from '../ir/node.ts';
 import { NB } from '../ir/nb.ts';
 import { opDef } from '../ir/optable.ts';
 
+/**
+ * A region marked for activation recomputation: in the backward pass its
+ * forward is replayed from barriered copies of its inputs, so the originals'
+ * intermediate values are needed only by the forward and can be freed early.
+ */
+export interface RecomputeRegion {
+  inputs: readonly Node[];
+  output: Node;
+  /** rebuild the region's forward from the given inputs; returns its output */
+  replay(inputs: readonly Node[]): Node;
+}
+
 export interface GradOptions {
   /** cotangent of `loss` (default: ones; loss is usually a scalar) */
   seed?: Node;
+  regions?: readonly RecomputeRegion[];
 }
+
+let barrierTag = 1;
 
 export function grad(b: Builder, loss: Node, wrt: readonly Node[], opts: GradOptions = {}): Node[] {
   if (!isFloat(loss.dtype)) throw new OpError(`grad: loss must be floating point, got ${typeStr(loss.type)}`);
@@ -23,10 +38,30 @@ export function grad(b: Builder, loss: Node, wrt: readonly Node[], opts: GradOpt
   for (const n of order) if (!live.has(n) && n.inputs.some((i) => live.has(i))) live.add(n);
   const adj = new Map<Node, Node>();
   adj.set(loss, opts.seed ?? (loss.rank === 0 ? nb.scalar(1, loss.dtype) : nb.expand(nb.scalar(1, loss.dtype), loss.shape)));
+  const regions = new Map((opts.regions ?? []).map((r) => [r.output, r]));
+  const accumulate = (inp: Node, c: Node) => {
+    const prev = adj.get(inp);
+    adj.set(inp, prev ? nb.add(prev, c) : c);
+  };
   for (let k = order.length - 1; k >= 0; k--) {
     const n = order[k]!;
     const g = adj.get(n);
     if (!g || !live.has(n) || n.inputs.length === 0) continue;
+    const region = regions.get(n);
+    if (region) {
+      // replay the region from barriers and differentiate the copy; the originals get no adjoints
+      const tag = barrierTag++;
+      const ins = region.inputs.map((x) => (isFloat(x.dtype) ? nb.op('barrier', { tag }, [x]) : x));
+      const y = region.replay(ins);
+      const inner = [...region.inputs.keys()].filter((i) => live.has(region.inputs[i]!) && isFloat(region.inputs[i]!.dtype));
+      // params the replay itself uses: stop at the barriers, or earlier regions' params would be
+      // differentiated twice (once here through the originals, once by their own replay)
+      const params = paramsUpTo(y, new Set(ins)).filter((p) => live.has(p));
+      const cots = grad(b, y, [...inner.map((i) => ins[i]!), ...params], { seed: g });
+      inner.forEach((i, j) => accumulate(region.inputs[i]!, cots[j]!));
+      params.forEach((p, j) => accumulate(p, cots[inner.length + j]!));
+      continue;
+    }
     const def = opDef(n.op);
     if (def.vjp === 'nondiff') continue;
     const cots = def.vjp(nb, n.params as never, n.inputs, n as never, g);
@@ -34,9 +69,22 @@ export function grad(b: Builder, loss: Node, wrt: readonly Node[], opts: GradOpt
       const c = cots[i];
       if (!c || !live.has(inp) || !isFloat(inp.dtype)) return;
       if (c.dtype !== inp.dtype) throw new OpError(`grad: ${n.op} gave a ${c.dtype} cotangent for a ${inp.dtype} input`);
-      const prev = adj.get(inp);
-      adj.set(inp, prev ? nb.add(prev, c) : c);
+      accumulate(inp, c);
     });
   }
   return wrt.map((w) => adj.get(w) ?? nb.zeros(w.shape, w.dtype));
+}
+
+function paramsUpTo(root: Node, stop: ReadonlySet<Node>): Node[] {
+  const seen = new Set<Node>();
+  const out: Node[] = [];
+  const stack = [root];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (seen.has(n) || stop.has(n)) continue;
+    seen.add(n);
+    if (n.is('param')) out.push(n);
+    stack.push(...n.inputs);
+  }
+  return out;
 }

@@ -215,9 +215,20 @@ export function headMerge(x: Tensor): Tensor {
 export function gradients(loss: Tensor, wrt: readonly (Tensor | { readonly t: Tensor })[]): Tensor[] {
   const nodes = wrt.map((w) => (w instanceof Tensor ? w : w.t).node);
   try {
-    return gradImpl(currentTrace().builder, loss.node, nodes).map((n) => new Tensor(n));
+    const tr = currentTrace();
+    return gradImpl(tr.builder, loss.node, nodes, { regions: tr.regions }).map((n) => new Tensor(n));
   } catch (e) {
     if (e instanceof OpError) throw new DSLError(e.message, userSite());
     throw e;
   }
+}
+
+/**
+ * Activation recomputation (gradient checkpointing): `fn(...xs)` runs as usual in
+ * the forward; gradients replay it instead of keeping its intermediate values.
+ */
+export function recompute(fn: (...xs: Tensor[]) => Tensor, ...xs: Tensor[]): Tensor {
+  const y = fn(...xs);
+  currentTrace().regions.push({ inputs: xs.map((x) => x.node), output: y.node, replay: (ins) => fn(...ins.map((n) => new Tensor(n))).node });
+  return y;
 }

@@ -5,6 +5,7 @@ import type { DType } from '../ir/dtype.ts';
 import { OpError, type Node } from '../ir/node.ts';
 import type { OpKind, OpParams } from '../ir/params.ts';
 import { userSite } from './site.ts';
+import type { RecomputeRegion } from '../autodiff/grad.ts';
 import { Tensor } from './tensor.ts';
 
 export class DSLError extends Error {
@@ -19,6 +20,8 @@ export class Trace {
   readonly inputs: Node<'input'>[] = [];
   /** which Param object owns each parameter name (two objects, one name = a naming bug) */
   readonly paramOwners = new Map<string, object>();
+  /** regions marked with recompute(): replayed in the backward pass */
+  readonly regions: RecomputeRegion[] = [];
   constructor(
     readonly seed = 0,
     /** mixed precision: float params (fp32 masters) are cast to this dtype where used */

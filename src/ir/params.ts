@@ -55,6 +55,12 @@ export interface OpParams extends UnaryParams, BinaryParams {
   /** inputs x [N,C,H,W], w [O,C/group,kh,kw], optional bias [O]; pads [top,left,bottom,right] */
   conv2d: { strides: [number, number]; pads: [number, number, number, number]; dilations: [number, number]; group: number };
   upsample_nearest: { scale: number };
+  /**
+   * Identity that no optimiser may look through (ours: distinct per tag; onnxruntime's CSE:
+   * lowered as x + RandomUniformLike(x, 0, 0)). Recomputed regions start from barriers so
+   * their copies are not merged back into the originals.
+   */
+  barrier: { tag: number };
   /** 0-d tensor holding the runtime value of a (symbolic) dim */
   dim_value: { dim: Dim; dtype: DType };
   /** gather's adjoint: inputs (g, indices); scatter-adds g into zeros of `shape` along `axis` */

@@ -118,7 +118,7 @@ export function buildTrainStep(def: TrainStepDefinition, opt: AdamWOptions = {})
       let grads: Node[] | undefined;
       for (const l of losses) {
         const scaled = l.mul(o.lossScale / M);
-        const gs = grad(tr.builder, scaled.node, trainable);
+        const gs = grad(tr.builder, scaled.node, trainable, { regions: tr.regions });
         grads = grads ? grads.map((g, i) => tr.apply('add', {}, [g, gs[i]!])) : gs;
       }
       let g = grads!.map((n) => new Tensor(n).cast('f32'));

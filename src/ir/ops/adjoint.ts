@@ -24,6 +24,20 @@ function staticConvDims(shape: readonly Dim[], what: string): number[] {
 }
 
 export const ADJOINT_OPS = {
+  barrier: {
+    arity: 1,
+    vjp: (_nb, _p, _ins, _o, g) => [g],
+    infer: (_p, [x]) => x!,
+    lower: (cx, _p, [x], node) => {
+      // x + x*0: a value with a new name that onnxruntime's CSE cannot merge with x's other users
+      // and its no-op elimination cannot see through (the 0 is not a constant operand of the Add).
+      // (Random* / Multinomial, which CSE skips by design, have no opset-22 CPU kernel in ORT 1.30.)
+      // Caveat: an infinite x becomes NaN, which only matters in a run that is already diverging.
+      if (node.dtype === 'bool' || node.dtype === 'bf16') return cx.emit1('Identity', [x!]);
+      return cx.emit1('Add', [x!, cx.emit1('Mul', [x!, cx.scalar(0, node.dtype)])]);
+    },
+    eval: (_p, [x]) => x!,
+  },
   dim_value: {
     arity: 0,
     vjp: 'nondiff',
@@ -212,5 +226,5 @@ export const ADJOINT_OPS = {
       return out;
     },
   },
-} satisfies OpGroup<'dim_value' | 'gather_grad' | 'conv2d_grad_input' | 'conv2d_grad_weight'>;
+} satisfies OpGroup<'barrier' | 'dim_value' | 'gather_grad' | 'conv2d_grad_input' | 'conv2d_grad_weight'>;
 
