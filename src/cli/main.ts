@@ -55,6 +55,27 @@ export async function main(argv: string[]): Promise<void> {
       await inspectCommand(model, opts);
     });
 
+  program
+    .command('train')
+    .description('train a step graph file (default export: defineTrainStep) with AdamW in onnxruntime; checkpoints, metrics and params go to DIR')
+    .argument('<train-graph>', 'train definition .ts file')
+    .option('--steps <n>', 'total iterations (counting those before a resume)')
+    .requiredOption('--out <dir>', 'output folder: checkpoints/, metrics.jsonl, params.safetensors, the step graph')
+    .option('--resume', 'continue from the latest checkpoint in DIR/checkpoints')
+    .option('--lr <x>', 'peak learning rate (linear warmup, cosine decay to --min-lr)')
+    .option('--warmup <n>', 'warmup iterations')
+    .option('--min-lr <x>', 'cosine floor (default 0.1 * lr)')
+    .option('--seed <n>', 'data order and noise seed')
+    .option('--checkpoint-every <k>', 'checkpoint every K iterations (and at the end)')
+    .option('--keep <n>', 'checkpoints kept')
+    .option('--max-rejections <m>', 'consecutive non-finite steps before the run stops', '5')
+    .option('--device <ep>', 'onnxruntime execution provider: cpu, webgpu, ...', 'cpu')
+    .option('--no-progress', 'no progress bar')
+    .action(async (file: string, opts: import('./train.ts').TrainCommandOptions & { progress: boolean }) => {
+      const { trainCommand } = await import('./train.ts');
+      await trainCommand(file, { ...opts, progress: opts.progress ? undefined : false });
+    });
+
   try {
     await program.parseAsync(argv);
   } catch (e) {
