@@ -2,7 +2,7 @@
 // op's lowering for ONNX nodes, and decides where parameters live (embedded
 // initializers, external data, or graph inputs). Same graph in, same bytes out.
 import { DTYPE_INFO } from '../../src/ir/dtype.ts';
-import { dimStr, parseDim, type Dim } from '../../src/ir/dims.ts';
+import { dimStr, parseDim, splitMono, splitOpaque, type Dim } from '../../src/ir/dims.ts';
 import { OpError, typeStr, type Node } from '../../src/ir/node.ts';
 import type { Graph } from '../../src/ir/graph.ts';
 import type { ConstValue } from '../../src/ir/params.ts';
@@ -174,14 +174,8 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
   function lowerAtom(atom: string): string {
     return cx.memo(`atom|${atom}`, () => {
       if (atom.startsWith('(')) {
-        const inner = atom.slice(1, -1);
-        let depth = 0;
-        for (let i = inner.length - 1; i >= 0; i--) {
-          const ch = inner[i];
-          if (ch === ')') depth++;
-          else if (ch === '(') depth--;
-          else if (ch === '/' && depth === 0) return [cx.emit1('Div', [cx.dims([parseDim(inner.slice(0, i))]), cx.dims([parseDim(inner.slice(i + 1))])])];
-        }
+        const [a, b] = splitOpaque(atom);
+        return [cx.emit1('Div', [cx.dims([parseDim(a)]), cx.dims([parseDim(b)])])];
       }
       const src = symSource.get(atom);
       if (!src) throw new OpError(`graph '${graph.name}': symbolic dim '${atom}' is not the size of any input axis, so its runtime value is unknown`);
@@ -197,14 +191,7 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
     for (const [mono, c] of d.terms) {
       let term: string | undefined;
       if (mono !== '') {
-        let depth = 0, start = 0;
-        const atoms: string[] = [];
-        for (let i = 0; i < mono.length; i++) {
-          if (mono[i] === '(') depth++;
-          else if (mono[i] === ')') depth--;
-          else if (mono[i] === '*' && depth === 0) atoms.push(mono.slice(start, i)), (start = i + 1);
-        }
-        atoms.push(mono.slice(start));
+        const atoms = splitMono(mono);
         for (const a of atoms) term = term ? cx.emit1('Mul', [term, lowerAtom(a)]) : lowerAtom(a);
         if (c !== 1) term = cx.emit1('Mul', [term!, cx.i64([c])]);
       } else term = cx.i64([c]);

@@ -37,7 +37,8 @@ export class SymDim {
 export type Dim = number | SymDim;
 export type Shape = readonly Dim[];
 
-function splitMono(m: string): string[] {
+/** Atoms of a monomial key ("batch*(seq/2)" -> ["batch", "(seq/2)"]). */
+export function splitMono(m: string): string[] {
   if (m === '') return [];
   // atoms may be parenthesised opaque atoms containing '*'; split at depth 0
   const out: string[] = [];
@@ -184,18 +185,22 @@ export function evalDim(d: Dim, env: ReadonlyMap<string, number> | Record<string
   return total;
 }
 
-function evalOpaque(atom: string, env: ReadonlyMap<string, number> | Record<string, number>): number {
-  // "(A/B)" where A and B are rendered dims: parse with the small grammar of renderTerms
+/** "(A/B)" -> the dividend and divisor renderings. */
+export function splitOpaque(atom: string): [string, string] {
   const inner = atom.slice(1, -1);
   let depth = 0;
   for (let i = inner.length - 1; i >= 0; i--) {
     const ch = inner[i];
     if (ch === ')') depth++;
     else if (ch === '(') depth--;
-    else if (ch === '/' && depth === 0)
-      return Math.floor(evalExpr(inner.slice(0, i), env) / evalExpr(inner.slice(i + 1), env));
+    else if (ch === '/' && depth === 0) return [inner.slice(0, i), inner.slice(i + 1)];
   }
   throw new Error(`malformed opaque dim ${atom}`);
+}
+
+function evalOpaque(atom: string, env: ReadonlyMap<string, number> | Record<string, number>): number {
+  const [a, b] = splitOpaque(atom);
+  return Math.floor(evalExpr(a, env) / evalExpr(b, env));
 }
 
 function evalExpr(s: string, env: ReadonlyMap<string, number> | Record<string, number>): number {
