@@ -76,6 +76,18 @@ export async function main(argv: string[]): Promise<void> {
       await trainCommand(file, { ...opts, progress: opts.progress ? undefined : false });
     });
 
+  program
+    .command('import-hf')
+    .description('import a Hugging Face checkpoint folder (config.json + safetensors, sharded or not; or a diffusers AutoencoderKL) as ONNX with external-data weights in DIR')
+    .argument('<dir>', 'checkpoint folder')
+    .requiredOption('--out <dir>', 'output folder (written as a whole: on error nothing is left there)')
+    .option('--taps <spec>', 'hidden states to output: every:K[:offset] | list:a,b,c | last | penultimate')
+    .option('--force', 'replace a non-empty output folder')
+    .action(async (dir: string, opts: { out: string; taps?: string; force?: boolean }) => {
+      const { importHfCommand } = await import('./import-hf.ts');
+      await importHfCommand(dir, opts);
+    });
+
   try {
     await program.parseAsync(argv);
   } catch (e) {
