@@ -11,7 +11,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildEncoder, decoderConfigFromHF, ENCODER_FAMILIES, parseTaps, supportedModelTypes, type Encoder } from '../graphs/vlm/index.ts';
-import { EncoderConfigError, llama3InvFreq, defaultInvFreq } from '../graphs/vlm/common.ts';
+import { DecoderLM, defaultInvFreq, EncoderConfigError, llama3InvFreq, mropeStreams, type LayerKV } from '../graphs/vlm/common.ts';
+import { dim, input, range, trace, type Tensor } from '../src/dsl/index.ts';
 import { evaluate } from '../src/ir/evaluate.ts';
 import type { RefTensor } from '../src/ir/ref.ts';
 import { readSafetensors } from '../src/io/safetensors.ts';
@@ -152,7 +153,7 @@ async function check(name: string, run: Run): Promise<number> {
   return worst;
 }
 
-const CASES = ['qwen2', 'qwen2_5_vl_text', 'llama3', 'gemma3_text', 'gemma3_softcap_bidir'];
+const CASES = ['qwen2', 'qwen2_5_vl_text', 'qwen3', 'qwen3_vl_text', 'llama3', 'gemma3_text', 'gemma3_softcap_bidir'];
 
 describe('decoder encoders match transformers (test/fixtures/vlm-text)', () => {
   it('the table covers every fixture folder', () => {
@@ -175,15 +176,51 @@ describe('decoder encoders match transformers (test/fixtures/vlm-text)', () => {
     await check(name, { taps: 'penultimate', expect: '' });
   });
 
-  it('qwen2_5_vl_text: M-RoPE with explicit [3, B, S] position_ids (image-like h/w streams)', async () => {
-    const f = load('qwen2_5_vl_text');
+  it.each(['qwen2_5_vl_text', 'qwen3_vl_text'])('%s: M-RoPE with explicit [3, B, S] position_ids (image-like h/w streams)', async (name) => {
+    const f = load(name);
     const pos = get(f, 'position_ids');
     expect(pos.shape).toEqual([3, 3, 10]);
     // the streams really differ, so the sections are exercised
     let differ = 0;
     for (let i = 0; i < 30; i++) differ += Number(pos.data[i]) !== Number(pos.data[30 + i]) ? 1 : 0;
     expect(differ).toBeGreaterThan(0);
-    await check('qwen2_5_vl_text', { taps: 'every:1:0', positions: 'input', expect: 'input_positions.' });
+    await check(name, { taps: 'every:1:0', positions: 'input', expect: 'input_positions.' });
+  });
+
+  it.each(['qwen3', 'gemma3_text'])('%s: per-layer keys (after q/k norm and RoPE) and values equal past_key_values', async (name) => {
+    const f = load(name);
+    const cfg = decoderConfigFromHF(f.config);
+    const kv: LayerKV[] = [];
+    const graph = trace('kv', () => {
+      const ids = input('input_ids', 'i64', [dim('batch'), dim('seq')]);
+      const mask = input('attention_mask', 'i64', [dim('batch'), dim('seq')]);
+      const lm = new DecoderLM(cfg, [cfg.layers]).named('model');
+      const hs = lm.forward(lm.embed(ids), { attentionMask: mask, positions: range(ids.dim(1)), taps: [cfg.layers], kv });
+      const out: Record<string, Tensor> = { ...hs };
+      kv.forEach((e, i) => ((out[`kv.${i}.key`] = e.key), (out[`kv.${i}.value`] = e.value)));
+      return out;
+    });
+    expect(kv.length).toBe(cfg.layers);
+    const paramValues = new Map(graph.params().map((p) => [p.params.name, f.weights.get(p.params.name)!] as const));
+    const out = await runOnnx(graph, { input_ids: toRef(get(f, 'input_ids')), attention_mask: toRef(get(f, 'attention_mask')) }, { paramValues });
+    const valid = get(f, 'valid_mask');
+    for (let i = 0; i < cfg.layers; i++)
+      for (const which of ['key', 'value']) {
+        const want = toRef(get(f, `kv.${i}.${which}`));
+        const got = out[`kv.${i}.${which}`]!;
+        expect(got.shape).toEqual(want.shape);
+        // [B, KV, S, D]: keep (b, s) positions HF computes meaningfully (layer 0 sees only embeddings)
+        const [B, KV, S, D] = want.shape as [number, number, number, number];
+        let num = 0, den = 0;
+        for (let j = 0; j < want.data.length; j++) {
+          const b = Math.floor(j / (KV * S * D)), t = Math.floor(j / D) % S;
+          if (i > 0 && !valid.data[b * S + t]) continue;
+          num = Math.max(num, Math.abs(got.data[j]! - want.data[j]!));
+          den = Math.max(den, Math.abs(want.data[j]!));
+        }
+        report.push(`${name} kv.${i}.${which}: max rel err ${(num / den).toExponential(2)}`);
+        expect(num / den, `${name} kv.${i}.${which}`).toBeLessThanOrEqual(TOL);
+      }
   });
 
   it('llama3: a [B, S] position_ids input fed the generate-style positions', async () => {
@@ -233,8 +270,9 @@ describe('config.json parsing against transformers (Hub-style configs)', () => {
       expect(got.length).toBe(inv[kind].length);
       got.forEach((g, i) => expect(Math.abs(g - inv[kind][i]!) / inv[kind][i]!, `${name} ${kind} inv_freq[${i}]`).toBeLessThanOrEqual(1.2e-7));
     }
+    expect(c.qkNorm).toBe(e.qkNorm);
     const sec = e.mropeSection as number[] | null;
-    if (sec) expect(c.rope.full.streams).toEqual(sec.flatMap((s, j) => Array.from({ length: s }, () => j)));
+    if (sec) expect(c.rope.full.streams).toEqual(mropeStreams(sec, e.mropeInterleaved ? 'interleaved' : 'sectioned'));
     else expect(c.rope.full.streams).toBeUndefined();
   });
 
@@ -244,6 +282,7 @@ describe('config.json parsing against transformers (Hub-style configs)', () => {
       'Llama-3.1-8B': 7_504_924_672,
       'Qwen2.5-7B-Instruct': 7_070_619_136,
       'Qwen2.5-VL-7B-Instruct': 7_070_619_136,
+      'Qwen3-VL-4B-Instruct': 4_022_468_096,
       'gemma-3-12b-it': 11_766_034_176,
       'gemma-3-1b-it': 999_885_952,
     };
@@ -306,6 +345,16 @@ describe('tap specs', () => {
 });
 
 describe('rope frequency scaling', () => {
+  it('M-RoPE stream layouts: Qwen2.5-VL sections, Qwen3-VL interleaving', () => {
+    expect(mropeStreams([2, 1, 1], 'sectioned')).toEqual([0, 0, 1, 2]);
+    expect(mropeStreams([4, 2, 2], 'interleaved')).toEqual([0, 1, 2, 0, 1, 2, 0, 0]);
+    // Qwen3-VL-4B: [24, 20, 20] -> h at 1, 4, ..., 58; w at 2, 5, ..., 59; t elsewhere
+    const q3 = mropeStreams([24, 20, 20], 'interleaved');
+    expect(q3.filter((s) => s === 1).length).toBe(20);
+    expect(q3.filter((s) => s === 2).length).toBe(20);
+    expect(q3.slice(57)).toEqual([0, 1, 2, 0, 0, 0, 0]);
+  });
+
   it('llama3: high frequencies kept, low ones divided by factor, the band between interpolated', () => {
     const base = defaultInvFreq(128, 500000);
     const scaled = llama3InvFreq(base, 8, 1, 4, 8192);

@@ -98,10 +98,7 @@ export interface RopeSpec {
   invFreq: number[];
   /** multiplier of cos and sin (transformers' attention_scaling; 1 for default, linear, llama3) */
   attentionScaling: number;
-  /**
-   * M-RoPE: the position stream (0 = t, 1 = h, 2 = w) that drives each frequency. Qwen2.5-VL
-   * (sectioned): frequencies [0, s0) use t, [s0, s0+s1) h, the rest w, s = mrope_section.
-   */
+  /** M-RoPE: the position stream (0 = t, 1 = h, 2 = w) that drives each frequency (mropeStreams) */
   streams?: number[];
 }
 
@@ -276,10 +273,21 @@ export function ropeFromParams(p: RopeParams, headDim: number, r: ConfigReader):
     const sec = p.mrope_section;
     if (sec.length !== 3 || sec.some((s) => !Number.isInteger(s) || s < 0) || sec[0]! + sec[1]! + sec[2]! !== headDim / 2)
       r.fail(`mrope_section [${sec}] must be 3 non-negative integers summing to head_dim / 2 = ${headDim / 2}`);
-    if (p.mrope_interleaved) r.fail('interleaved M-RoPE (Qwen3-VL) is not supported yet');
-    streams = sec.flatMap((s, j) => Array.from({ length: s }, () => j));
+    streams = mropeStreams(sec, p.mrope_interleaved ? 'interleaved' : 'sectioned');
   }
   return { invFreq, attentionScaling: 1, ...(streams ? { streams } : {}) };
+}
+
+/**
+ * M-RoPE: the position stream (0 = t, 1 = h, 2 = w) of each of the head_dim/2 frequencies.
+ * 'sectioned' (Qwen2-VL, Qwen2.5-VL): frequencies [0, s0) take t, [s0, s0+s1) h, the rest w.
+ * 'interleaved' (Qwen3-VL): frequency i takes h when i % 3 == 1 and i < 3*s1, w when i % 3 == 2
+ * and i < 3*s2, t otherwise.
+ */
+export function mropeStreams(section: readonly number[], layout: 'sectioned' | 'interleaved'): number[] {
+  if (layout === 'sectioned') return section.flatMap((s, j) => Array.from({ length: s }, () => j));
+  const n = section[0]! + section[1]! + section[2]!;
+  return Array.from({ length: n }, (_, i) => (i % 3 === 1 && i < 3 * section[1]! ? 1 : i % 3 === 2 && i < 3 * section[2]! ? 2 : 0));
 }
 
 /**
@@ -471,7 +479,8 @@ export class DecoderAttention extends Module {
       this.k_norm = new HFRMSNorm(headDim, cfg.eps, cfg.norm, dtype);
     }
   }
-  forward(x: Tensor, rot: RotaryTables, keep: Tensor): Tensor {
+  /** kv: receives this layer's keys (after q/k norm and RoPE) and values, [B, KV, S, head_dim] */
+  forward(x: Tensor, rot: RotaryTables, keep: Tensor, kv?: LayerKV[]): Tensor {
     const { heads, kvHeads, headDim } = this.cfg;
     let q = headSplit(this.q_proj.forward(x), heads, headDim);
     let k = headSplit(this.k_proj.forward(x), kvHeads, headDim);
@@ -479,6 +488,7 @@ export class DecoderAttention extends Module {
     if (this.q_norm && this.k_norm) (q = this.q_norm.forward(q)), (k = this.k_norm.forward(k));
     q = applyRotary(q, rot);
     k = applyRotary(k, rot);
+    kv?.push({ key: k, value: v });
     return this.o_proj.forward(headMerge(attend(q, k, v, keep, this.cfg.attnScale)));
   }
 }
@@ -502,8 +512,8 @@ export class DecoderLayer extends Module {
     }
     this.mlp = new DecoderMLP(cfg, dtype);
   }
-  forward(x: Tensor, rot: RotaryTables, keep: Tensor): Tensor {
-    const a = this.self_attn.forward(this.input_layernorm.forward(x), rot, keep);
+  forward(x: Tensor, rot: RotaryTables, keep: Tensor, kv?: LayerKV[]): Tensor {
+    const a = this.self_attn.forward(this.input_layernorm.forward(x), rot, keep, kv);
     if (!this.cfg.sandwich) {
       const h = x.add(a);
       return h.add(this.mlp.forward(this.post_attention_layernorm.forward(h)));
@@ -513,6 +523,12 @@ export class DecoderLayer extends Module {
   }
 }
 
+/** One layer's attention keys and values, as transformers' cache holds them (model dtype). */
+export interface LayerKV {
+  key: Tensor;
+  value: Tensor;
+}
+
 export interface DecoderCall {
   /** i64 or bool [B, S]: non-zero = token, 0 = padding */
   attentionMask: Tensor;
@@ -520,6 +536,11 @@ export interface DecoderCall {
   positions: Tensor;
   /** hidden_states indices to return (checked: within 0..L) */
   taps: readonly number[];
+  /**
+   * When given, receives every built layer's keys (after q/k norm and RoPE) and values,
+   * [B, KV, S, head_dim], as transformers' past_key_values holds them (KV fusion).
+   */
+  kv?: LayerKV[];
 }
 
 /**
@@ -570,7 +591,7 @@ export class DecoderLM extends Module {
     };
     this.layers.forEach((layer, i) => {
       const kind = this.cfg.layerTypes[i]!;
-      h = layer.forward(h, rot(kind), masks!(kind));
+      h = layer.forward(h, rot(kind), masks!(kind), call.kv);
       if (i + 1 < L && want.has(i + 1)) emit(i + 1, h);
     });
     if (this.norm) emit(L, this.norm.forward(h));

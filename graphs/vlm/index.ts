@@ -1,5 +1,8 @@
 // Decoder-only LLM encoders by Hugging Face `model_type`, for `import-hf` and the UniFusion
-// presets.
+// presets: qwen2 (Qwen2/2.5, InternVL3's LLM), qwen2_5_vl(_text), qwen3, qwen3_vl(_text), llama
+// (3.x with llama3 rope scaling), gemma3_text and gemma3 (its text model). VLM wrappers (vision
+// tokens placed in the sequence, KV fusion) use DecoderLM from common.ts directly: embed(), then
+// forward(embeds, { attentionMask, positions, taps, kv }).
 //
 //   const enc = buildEncoder(JSON.parse(configJson), 'every:3', { positions: 'arange' });
 //   enc.expectedWeights()   // [{ name: 'embed_tokens.weight', shape: [V, H], dtype: 'f32' }, ...]
@@ -8,8 +11,8 @@
 //
 // Graph inputs:  input_ids       i64 [batch, seq]
 //                attention_mask  i64 [batch, seq]   1 = token, 0 = padding (left or right)
-//                position_ids    i64 [batch, seq], or [3, batch, seq] for M-RoPE (Qwen2.5-VL),
-//                                only with `positions: 'input'`
+//                position_ids    i64 [batch, seq], or [3, batch, seq] for M-RoPE (Qwen2.5-VL,
+//                                Qwen3-VL), only with `positions: 'input'`
 // Graph outputs: hidden_states.<i>  f32 [batch, seq, hidden] for each tap i, where i is exactly
 //                                   transformers' output_hidden_states[i] (0 = embeddings, Gemma
 //                                   after scaling; i = output of decoder layer i-1; L = after the
@@ -28,24 +31,26 @@
 //
 // Positions (HF default semantics):
 //   'arange' (default)  0..S-1 for every row, whatever the mask: what transformers' forward does
-//                       without position_ids (Qwen2, Llama, Gemma-3, and the Qwen2.5-VL text model
-//                       for text-only input). Right padding leaves real tokens exactly as unpadded;
-//                       with left padding the real tokens sit at shifted positions (HF does the same)
-//                       and the padded rows' own outputs attend to nothing and are meaningless.
+//                       without position_ids (Qwen2/3, Llama, Gemma-3, and the Qwen2.5-VL / Qwen3-VL
+//                       text models for text-only input). Right padding leaves the real tokens exactly
+//                       as an unpadded run; with left padding they sit at shifted positions (as in HF),
+//                       and the left pads themselves see no key, so their states (i >= 1) are
+//                       meaningless, in HF as here (as are pads whose sliding window holds only pads).
 //   'mask'              cumsum(attention_mask) - 1 (1 at padding), as generate() builds them: a
 //                       left-padded row then equals its unpadded run on the real tokens.
 //   'input'             a position_ids graph input ([3, B, S] for M-RoPE, so image tokens can get
 //                       (t, h, w) positions).
-// Masks are causal + key padding (+ sliding window), as transformers builds them from a 2D mask.
+// Masks are causal + key padding (+ sliding window; Gemma-3 use_bidirectional_attention drops the causal
+// part), as transformers builds them from a 2D mask.
 import { defineGraph, dim, input, range, trace, type GraphDefinition, type Tensor } from '../../src/dsl/index.ts';
 import type { DType } from '../../src/ir/dtype.ts';
 import type { Graph } from '../../src/ir/graph.ts';
 import { DecoderLM, EncoderConfigError, parseTaps, positionsFromMask, tokenMasks, type DecoderConfig, type Json, type TapSpec } from './common.ts';
 import { gemma3ConfigFromHF } from './gemma3.ts';
 import { llamaConfigFromHF } from './llama.ts';
-import { qwen2_5VLConfigFromHF, qwen2ConfigFromHF } from './qwen2.ts';
+import { qwen2_5VLConfigFromHF, qwen2ConfigFromHF, qwen3ConfigFromHF, qwen3VLConfigFromHF } from './qwen2.ts';
 
-export { DecoderLM, EncoderConfigError, parseTaps, positionsFromMask, tokenMasks, type DecoderConfig, type TapSpec } from './common.ts';
+export { DecoderLM, EncoderConfigError, parseTaps, positionsFromMask, tokenMasks, type DecoderCall, type DecoderConfig, type LayerKV, type TapSpec } from './common.ts';
 
 export interface EncoderFamily {
   /** normalised config from a config.json object */
@@ -59,6 +64,9 @@ export const ENCODER_FAMILIES: Record<string, EncoderFamily> = {
   qwen2: { config: qwen2ConfigFromHF, hubPrefixes: ['model.'] },
   qwen2_5_vl: { config: qwen2_5VLConfigFromHF, hubPrefixes: ['model.', 'model.language_model.'] },
   qwen2_5_vl_text: { config: qwen2_5VLConfigFromHF, hubPrefixes: ['model.', ''] },
+  qwen3: { config: qwen3ConfigFromHF, hubPrefixes: ['model.'] },
+  qwen3_vl: { config: qwen3VLConfigFromHF, hubPrefixes: ['model.language_model.'] },
+  qwen3_vl_text: { config: qwen3VLConfigFromHF, hubPrefixes: ['model.language_model.', ''] },
   llama: { config: llamaConfigFromHF, hubPrefixes: ['model.'] },
   gemma3_text: { config: gemma3ConfigFromHF, hubPrefixes: ['model.'] },
   gemma3: { config: gemma3ConfigFromHF, hubPrefixes: ['language_model.model.', 'model.language_model.'] },

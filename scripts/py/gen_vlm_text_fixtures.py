@@ -32,8 +32,10 @@ io.safetensors:
       (eager: uniform average of all keys; sdpa: something else).
   rope.<kind>.inv_freq F32: the model's rotary inv_freq buffers (full, sliding), which the TS
       side recomputes from config.json (llama3 / linear scaling included).
-  M-RoPE case only: position_ids I64 [3, 3, 10] (t, h, w streams that differ on an "image"
+  M-RoPE cases only: position_ids I64 [3, 3, 10] (t, h, w streams that differ on an "image"
       block) and input_positions.hidden_states.<i>, the model run with them.
+  qwen3, gemma3_text only: kv.<layer>.key / .value F32 [3, KV, 10, head_dim], past_key_values of
+      the default run (keys after q/k norm and RoPE; a config-less DynamicCache keeps every key).
 
 Unless --no-verify is given, the script cross-checks, on valid positions: the float64 eager
 run against a float32 run with transformers' default attention (sdpa), hidden_states[L] ==
@@ -59,6 +61,9 @@ import transformers  # noqa: E402
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTextConfig  # noqa: E402
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLTextModel  # noqa: E402
+from transformers import Qwen3Config, Qwen3ForCausalLM  # noqa: E402
+from transformers.models.qwen3_vl.configuration_qwen3_vl import Qwen3VLTextConfig  # noqa: E402
+from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextModel  # noqa: E402
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_OUT = os.path.join(REPO_ROOT, "test", "fixtures", "vlm-text")
@@ -95,6 +100,29 @@ def case_qwen2_5_vl_text():
     return cfg, Qwen2_5_VLTextModel, "", {"mrope": True}
 
 
+def case_qwen3():
+    """Qwen3: q_norm/k_norm over the head dim before RoPE, head_dim 16 != hidden / heads (8),
+    attention_bias on q/k/v/o, GQA 4/2."""
+    cfg = Qwen3Config(
+        vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, attention_bias=True,
+        rope_theta=1000000.0, tie_word_embeddings=True, pad_token_id=0,
+    )
+    return cfg, Qwen3ForCausalLM, "model.", {"kv": True}
+
+
+def case_qwen3_vl_text():
+    """Qwen3-VL text model: interleaved M-RoPE over mrope_section [4, 2, 2] (head_dim 16), q/k
+    norms, GQA 2/1."""
+    cfg = Qwen3VLTextConfig(
+        vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, rms_norm_eps=1e-6,
+        rope_scaling={"rope_type": "default", "mrope_section": [4, 2, 2], "mrope_interleaved": True},
+        rope_theta=5000000.0, pad_token_id=0,
+    )
+    return cfg, Qwen3VLTextModel, "", {"mrope": True}
+
+
 def case_llama3():
     """Llama 3.1-style rope: llama3 scaling (factor 8, low 1, high 4, original 64) at theta
     500000, head_dim 16: frequency 0 kept, 1 smoothed, 2..7 divided by 8. GQA 2/1."""
@@ -120,7 +148,7 @@ def case_gemma3_text():
         layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
         rope_scaling={"rope_type": "linear", "factor": 8.0}, pad_token_id=0,
     )
-    return cfg, Gemma3ForCausalLM, "model.", {}
+    return cfg, Gemma3ForCausalLM, "model.", {"kv": True}
 
 
 def case_gemma3_softcap_bidir():
@@ -139,6 +167,8 @@ def case_gemma3_softcap_bidir():
 CASES = {
     "qwen2": case_qwen2,
     "qwen2_5_vl_text": case_qwen2_5_vl_text,
+    "qwen3": case_qwen3,
+    "qwen3_vl_text": case_qwen3_vl_text,
     "llama3": case_llama3,
     "gemma3_text": case_gemma3_text,
     "gemma3_softcap_bidir": case_gemma3_softcap_bidir,
@@ -191,6 +221,23 @@ HUB_CONFIGS = {
         "rope_theta": 1000000, "sliding_window": 512, "sliding_window_pattern": 6, "torch_dtype": "bfloat16",
         "use_cache": True, "vocab_size": 262144,
     },
+    "Qwen3-VL-4B-Instruct": {
+        "architectures": ["Qwen3VLForConditionalGeneration"], "image_token_id": 151655, "model_type": "qwen3_vl",
+        "text_config": {
+            "attention_bias": False, "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645,
+            "head_dim": 128, "hidden_act": "silu", "hidden_size": 2560, "initializer_range": 0.02,
+            "intermediate_size": 9728, "max_position_embeddings": 262144, "model_type": "qwen3_vl_text",
+            "num_attention_heads": 32, "num_hidden_layers": 36, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+            "rope_scaling": {"mrope_interleaved": True, "mrope_section": [24, 20, 20], "rope_type": "default"},
+            "rope_theta": 5000000, "tie_word_embeddings": True, "use_cache": True, "vocab_size": 151936,
+        },
+        "tie_word_embeddings": True, "video_token_id": 151656,
+        "vision_config": {"deepstack_visual_indexes": [5, 11, 17], "depth": 24, "hidden_act": "gelu_pytorch_tanh",
+                          "hidden_size": 1024, "in_channels": 3, "initializer_range": 0.02, "intermediate_size": 4096,
+                          "model_type": "qwen3_vl", "num_heads": 16, "num_position_embeddings": 2304,
+                          "out_hidden_size": 2560, "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2},
+        "vision_end_token_id": 151653, "vision_start_token_id": 151652,
+    },
     "Qwen2.5-VL-7B-Instruct": {
         "architectures": ["Qwen2_5_VLForConditionalGeneration"], "attention_dropout": 0.0, "bos_token_id": 151643,
         "eos_token_id": 151645, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
@@ -215,6 +262,7 @@ def hub_expectations() -> dict:
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
     from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLRotaryEmbedding
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextRotaryEmbedding
 
     out = {}
     for name, d in HUB_CONFIGS.items():
@@ -224,6 +272,9 @@ def hub_expectations() -> dict:
         if mt == "qwen2_5_vl":
             head_dim = t.hidden_size // t.num_attention_heads  # Qwen2_5_VLAttention
             rot = {"full": Qwen2_5_VLRotaryEmbedding(t)}
+        elif mt == "qwen3_vl":
+            head_dim = t.head_dim
+            rot = {"full": Qwen3VLTextRotaryEmbedding(t)}
         elif mt.startswith("gemma3"):
             head_dim = t.head_dim
             rot = {"gemma": Gemma3RotaryEmbedding(t)}
@@ -245,7 +296,9 @@ def hub_expectations() -> dict:
             "layerTypes": ["sliding" if x == "sliding_attention" else "full" for x in types],
             "slidingWindow": getattr(t, "sliding_window", None) if "sliding_attention" in types else None,
             "invFreq": {k: [float(x) for x in v.to(F32)] for k, v in inv.items()},
-            "mropeSection": (t.rope_parameters.get("mrope_section") if mt == "qwen2_5_vl" else None),
+            "mropeSection": (rot["full"].mrope_section if mt in ("qwen2_5_vl", "qwen3_vl") else None),
+            "mropeInterleaved": mt == "qwen3_vl",
+            "qkNorm": mt.startswith("qwen3") or mt.startswith("gemma3"),
         }
         out[name] = {"config": d, "expect": exp}
     return out
@@ -316,11 +369,14 @@ def valid_mask(cfg, mask: torch.Tensor) -> torch.Tensor:
     return keys | ok
 
 
-def run(model, ids, mask, position_ids=None):
+def run(model, ids, mask, position_ids=None, cache=False):
+    # a config-less DynamicCache keeps every key (the model's own would trim sliding layers to the window)
+    pkv = transformers.DynamicCache() if cache else None
     with torch.no_grad():
-        out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, output_hidden_states=True, use_cache=False)
-    base = out if hasattr(out, "last_hidden_state") else None
-    return list(out.hidden_states), (base.last_hidden_state if base is not None else None)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, output_hidden_states=True, use_cache=cache, past_key_values=pkv)
+    if cache:
+        return list(out.hidden_states), out.last_hidden_state, [(l.keys, l.values) for l in out.past_key_values.layers]
+    return list(out.hidden_states), out.last_hidden_state
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor, where: torch.Tensor) -> float:
@@ -350,9 +406,14 @@ def generate(name: str, out_dir: str, verify: bool) -> int:
     m64 = m64.to(F64)
     base64 = m64.model if hasattr(m64, "model") else m64
 
-    hs, last = run(base64, ids, mask)
+    hs, last, kv = run(base64, ids, mask, cache=True)
     assert len(hs) == L + 1, (name, len(hs))
     tensors: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": mask, "valid_mask": valid}
+    if opts.get("kv"):  # keys after q/k norm and RoPE, values: [B, KV, S, head_dim] per layer
+        assert len(kv) == L, (name, len(kv))
+        for i, (k, v) in enumerate(kv):
+            tensors[f"kv.{i}.key"] = k.to(F32).contiguous()
+            tensors[f"kv.{i}.value"] = v.to(F32).contiguous()
     for i, h in enumerate(hs):
         tensors[f"hidden_states.{i}"] = h.to(F32).contiguous()
     mpos = mask_positions(mask)
