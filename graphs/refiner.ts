@@ -1,0 +1,51 @@
+// The bidirectional refiner (UniFusion §3.2, App. A.3) and the projection of the
+// condition into the DiT's width.
+//
+// The VLM is causal, so a token only sees the tokens before it and a subject named
+// late in the prompt is under-represented (position bias). The refiner is 2 plain
+// transformer blocks (the same block as LAP's) with full self-attention over the
+// sequence, masked only at padding. It has no positional encoding of its own:
+// the VLM's hidden states already carry order (Krea 2's refiner_blocks do the same).
+//
+// The projection is Krea 2's txtmlp: RMSNorm (this is the "RMSNorm adapter" of the
+// last-layer variant) -> Linear(hE -> D) -> GELU(tanh) -> Linear(D -> D).
+import { gelu, Linear, Module, type Tensor } from '../src/dsl/index.ts';
+import { FusionBlock, ScaleRMSNorm, type BlockShape } from './lap.ts';
+
+export interface RefinerConfig extends Omit<BlockShape, 'hidden'> {
+  /** bidirectional blocks (paper and Krea 2: 2; 0 = projection only) */
+  blocks: number;
+}
+
+/** Krea 2's txtmlp, named norm / fc1 / fc2 (Krea's nn.Sequential indices 0 / 1 / 3). */
+export class ConditionProjection extends Module {
+  norm: ScaleRMSNorm;
+  fc1: Linear;
+  fc2: Linear;
+  constructor(inWidth: number, outWidth: number, eps = 1e-5) {
+    super();
+    this.norm = new ScaleRMSNorm(inWidth, eps);
+    this.fc1 = new Linear(inWidth, outWidth);
+    this.fc2 = new Linear(outWidth, outWidth);
+  }
+  forward(x: Tensor): Tensor {
+    return this.fc2.forward(gelu(this.fc1.forward(this.norm.forward(x)), 'tanh'));
+  }
+}
+
+export class Refiner extends Module {
+  blocks: FusionBlock[];
+  proj: ConditionProjection;
+  /** hidden: the condition's width (the VLM's hE); width: the DiT's */
+  constructor(readonly hidden: number, readonly width: number, cfg: RefinerConfig) {
+    super();
+    this.blocks = Array.from({ length: cfg.blocks }, () => new FusionBlock({ ...cfg, hidden }));
+    this.proj = new ConditionProjection(hidden, width, cfg.eps ?? 1e-5);
+  }
+  /** x [B, S, hE], mask bool [B, S] (true = token) -> [B, S, D] */
+  forward(x: Tensor, mask: Tensor): Tensor {
+    let h = x;
+    for (const block of this.blocks) h = block.forward(h, { keyMask: mask });
+    return this.proj.forward(h);
+  }
+}
