@@ -5,10 +5,11 @@
 // + emit + encode to bytes. Each measurement is a fresh Node process, so its peak
 // RSS (VmHWM) is that compile's own; the parent reports medians.
 //
-// The encoder is a stand-in with InternVL3-8B's LLM shapes (Qwen2.5-7B: 28 layers,
-// hidden 3584, 28 heads / 4 kv heads, SwiGLU 18944, q/k/v bias, vocab 151674) built
-// from the DSL's TransformerBlock (examples/transformer.ts), plugged in through
-// decoderTapEncoder; the taps are hidden_states 0, 3, ..., 27.
+// The encoder is graphs/vlm's Qwen2 DecoderLM (transformers' Qwen2Model semantics and
+// names) with InternVL3-8B's LLM config (Qwen2.5-7B: 28 layers, hidden 3584, 28 heads /
+// 4 kv heads, SwiGLU 18944, q/k/v bias, rope theta 1e6, vocab 151674), plugged in through
+// decoderLMEncoder; the taps are hidden_states 0, 3, ..., 27 (so layers 0..26 are built).
+// The vision tower is not in this graph (text taps).
 //
 //   npx tsx bench/compile-unifusion.ts [--runs 3]     -> one JSON line
 import { argValue, isMain, median, printJson, procStatusKB, round, runTsx, waitQuiet } from './lib.ts';
@@ -36,10 +37,10 @@ interface ChildOut {
 async function child(mode: Mode): Promise<void> {
   const rssBeforeKB = procStatusKB('VmRSS');
   const t0 = performance.now();
-  const [{ PRESETS }, uf, { TransformerStack }, { compileGraph }, { compileTrainStep }, { encodeModel }, { trace }] = await Promise.all([
+  const [{ PRESETS }, uf, { decoderConfigFromHF }, { compileGraph }, { compileTrainStep }, { encodeModel }, { trace }] = await Promise.all([
     import('../graphs/presets.ts'),
     import('../graphs/unifusion.ts'),
-    import('../examples/transformer.ts'),
+    import('../graphs/vlm/index.ts'),
     import('../src/compiler.ts'),
     import('../src/train/step.ts'),
     import('../codegen/onnx/proto.ts'),
@@ -48,8 +49,19 @@ async function child(mode: Mode): Promise<void> {
   const t1 = performance.now();
   const cfg = PRESETS[PRESET]!;
   const v = cfg.vlm;
-  const stack = new TransformerStack({ vocab: v.vocab!, hidden: v.hidden, layers: v.layers, heads: v.heads, kvHeads: v.kvHeads, intermediate: v.intermediate!, ropeTheta: v.ropeTheta!, causal: true });
-  const encoder = uf.decoderTapEncoder(stack, v);
+  const qwen2 = decoderConfigFromHF({
+    model_type: 'qwen2',
+    vocab_size: v.vocab,
+    hidden_size: v.hidden,
+    intermediate_size: v.intermediate,
+    num_hidden_layers: v.layers,
+    num_attention_heads: v.heads,
+    num_key_value_heads: v.kvHeads,
+    rope_theta: v.ropeTheta,
+    rms_norm_eps: 1e-6,
+    hidden_act: 'silu',
+  });
+  const encoder = uf.decoderLMEncoder(qwen2, cfg, { prefix: 'model' });
   let model, irNodes: number, params: number, trainable: number;
   if (mode === 'forward') {
     const graph = trace(PRESET, () => ({ velocity: uf.uniFusionForward(cfg, { encoder }).velocity }));

@@ -92,7 +92,7 @@ const cu = results['compile-unifusion'];
 if (cu) {
   for (const [label, r] of [['forward', cu.forward], ['AdamW train step (frozen encoder)', cu.train]] as const) {
     rows.push([
-      `compile ${cu.preset} pipeline (Qwen2.5-7B-shaped encoder taps + LAP + refiner + DiT), ${label}, weights skeleton (median of ${cu.runs} processes)`,
+      `compile ${cu.preset} pipeline (InternVL3-8B LLM = Qwen2.5-7B taps + LAP + refiner + DiT), ${label}, weights skeleton (median of ${cu.runs} processes)`,
       s(r.compile_s),
       '—',
       '—',

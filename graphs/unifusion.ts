@@ -12,9 +12,9 @@
 //                                                (kv-fusion only: VLM layer i's keys after RoPE, values)
 //    plus latents f32 [batch, C, 2h, 2w] (x_t) and timestep f32 [batch] (t in [0, 1]);
 //    output velocity f32 [batch, C, 2h, 2w].
-// 2. Encoder in the graph: any TapEncoder (graphs/vlm/* modules, or decoderTapEncoder
-//    over a stack of DSL TransformerBlocks) runs first, frozen, in the same graph; its
-//    own inputs (input_ids, attention_mask, pixel_values, ...) replace the taps.
+// 2. Encoder in the graph: any TapEncoder (decoderLMEncoder over graphs/vlm's DecoderLM,
+//    decoderTapEncoder over a stack of DSL TransformerBlocks, or your own) runs first,
+//    frozen, in the same graph; its own inputs (input_ids, attention_mask, ...) replace the taps.
 //
 // Conditioning variants (UniFusionConfig.conditioning; paper §2.1, App. A.2):
 //   'last-layer'  hidden_states.L -> [refiner] -> RMSNorm adapter + projection -> input sequence
@@ -35,6 +35,8 @@ import { LAP, type LapConfig } from './lap.ts';
 import { ConditionProjection, Refiner, type RefinerConfig } from './refiner.ts';
 import { DiT, type DiTConfig } from './dit.ts';
 import { PRESETS, withConditioning } from './presets.ts';
+import { DecoderLM, tokenMasks, type DecoderConfig, type LayerKV } from './vlm/index.ts';
+import type { DType } from '../src/ir/dtype.ts';
 
 export const CONDITIONINGS = ['last-layer', 'penultimate', 'kv-fusion', 'hsi', 'lap', 'lap-hsi'] as const;
 export type Conditioning = (typeof CONDITIONINGS)[number];
@@ -262,6 +264,32 @@ export function decoderTapEncoder(stack: DecoderStack, spec: VlmSpec, opts: { ca
       if (need.has(top) && top < L) hidden.set(top, h);
       if (need.has(L)) hidden.set(L, stack.norm.forward(h));
       return { hidden, mask, kv: want.kv ? kv : undefined };
+    },
+  };
+}
+
+/**
+ * TapEncoder over graphs/vlm's DecoderLM (transformers' Qwen2 / Qwen2.5-VL text / Qwen3(-VL)
+ * text / Llama / Gemma-3 text base models, HF parameter names, as `import-hf` writes them).
+ * Inputs input_ids i64 and attention_mask i64 [batch, seq] (1 = token), positions 0..S-1 (its
+ * 'arange' mode); condition mask = the text mask (not padding). Built once for the layers `cfg`
+ * needs (every layer for kv-fusion), frozen; `prefix` names its params (e.g. 'model').
+ */
+export function decoderLMEncoder(dcfg: DecoderConfig, cfg: UniFusionConfig, opts: { prefix?: string; dtype?: DType } = {}): TapEncoder {
+  const taps = cfg.conditioning === 'kv-fusion' ? [dcfg.layers] : requiredHidden(cfg);
+  const lm = new DecoderLM(dcfg, taps, opts.dtype ?? 'f32');
+  if (opts.prefix) lm.named(opts.prefix);
+  lm.freeze();
+  const B = dim('batch'), S = dim('seq');
+  return {
+    spec: { name: dcfg.modelType, layers: dcfg.layers, hidden: dcfg.hidden, heads: dcfg.heads, kvHeads: dcfg.kvHeads, headDim: dcfg.headDim, intermediate: dcfg.intermediate, vocab: dcfg.vocab },
+    inputs: { input_ids: { dtype: 'i64', shape: [B, S] }, attention_mask: { dtype: 'i64', shape: [B, S] } },
+    encode(ins, want) {
+      const mask = ins.attention_mask!;
+      const kv: LayerKV[] | undefined = want.kv ? [] : undefined;
+      const hs = lm.forward(lm.embed(ins.input_ids!), { attentionMask: mask, positions: range(mask.dim(1)), taps, kv });
+      const hidden = new Map(want.hidden.map((i) => [i, hs[HIDDEN_INPUT(i)] ?? fail(`${dcfg.modelType} encoder built for taps [${taps}] has no hidden_states.${i}`)] as const));
+      return { hidden, mask: tokenMasks(mask).text_mask, kv };
     },
   };
 }

@@ -4,8 +4,9 @@
 //    conditioning variants, at two latent sizes from one ONNX model (symbolic h, w);
 //  - a compileTrainStep step of the rectified-flow loss against torch autograd (loss, grad
 //    norm, and every gradient through the first Adam moment);
-//  - the encoder-in-the-graph assembly (the example transformer as a stand-in VLM, frozen)
-//    against encoder graph -> taps -> pipeline graph, forward and train step;
+//  - the encoder-in-the-graph assembly (the example transformer, and graphs/vlm's Qwen2
+//    DecoderLM, as frozen stand-in VLMs) against encoder graph -> taps -> pipeline graph,
+//    forward and train step;
 //  - variant constraints and their errors; every preset compiles (large ones as
 //    skeletons) and the paper DiTs have the stated parameter counts.
 //
@@ -36,6 +37,7 @@ import unifusionGraph, {
   uniFusionForward,
   uniFusionTrainStep,
   UniFusion,
+  decoderLMEncoder,
   type Conditioning,
   type TapEncoder,
   type UniFusionConfig,
@@ -43,6 +45,7 @@ import unifusionGraph, {
 import ditGraph, { ditParamCount } from '../graphs/dit.ts';
 import lapGraph, { LAP_POOL_PARAM } from '../graphs/lap.ts';
 import { PRESETS, swigluWidth, tapsEvery, VLMS, withConditioning } from '../graphs/presets.ts';
+import { decoderConfigFromHF } from '../graphs/vlm/index.ts';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'unifusion');
 const REL_TOL = 1e-4;
@@ -219,36 +222,70 @@ describe('rectified-flow training (lap variant)', { timeout: 60_000 }, () => {
   });
 });
 
-describe('encoder in the graph (example transformer as the VLM, frozen)', { timeout: 60_000 }, () => {
-  // encoder graph -> its hidden states / keys / values -> the taps-as-inputs pipeline, versus one graph
-  async function viaTaps(cfg: UniFusionConfig, encFeeds: Record<string, HostTensor>, latents: HostTensor): Promise<HostTensor> {
-    const enc = decoderTapEncoder(tinyStack(), VLMS.tiny);
-    const L = VLMS.tiny.layers;
+// tiny Qwen2 config for graphs/vlm's DecoderLM, shaped like VLMS.tiny
+const TINY_QWEN2 = {
+  model_type: 'qwen2',
+  vocab_size: VLMS.tiny.vocab,
+  hidden_size: VLMS.tiny.hidden,
+  intermediate_size: VLMS.tiny.intermediate,
+  num_hidden_layers: VLMS.tiny.layers,
+  num_attention_heads: VLMS.tiny.heads,
+  num_key_value_heads: VLMS.tiny.kvHeads,
+  rms_norm_eps: 1e-6,
+  rope_theta: VLMS.tiny.ropeTheta,
+  hidden_act: 'silu',
+};
+
+interface EncoderCase {
+  make(cfg: UniFusionConfig): TapEncoder;
+  feeds(): Record<string, HostTensor>;
+  /** every frozen param name matches */
+  frozen: RegExp;
+}
+
+const ENCODERS: Record<string, EncoderCase> = {
+  'example transformer (decoderTapEncoder)': { make: () => decoderTapEncoder(tinyStack(), VLMS.tiny), feeds: encoderFeeds, frozen: /^(embed_tokens|layers|norm)\./ },
+  "graphs/vlm's qwen2 DecoderLM (decoderLMEncoder)": {
+    make: (cfg) => decoderLMEncoder(decoderConfigFromHF(TINY_QWEN2), cfg, { prefix: 'vlm' }),
+    feeds: () => {
+      const f = encoderFeeds();
+      return { input_ids: f.input_ids!, attention_mask: fromFloat64('i64', f.attention_mask!.shape, toFloat64(f.attention_mask!)) };
+    },
+    frozen: /^vlm\./,
+  },
+};
+
+describe('encoder in the graph (a frozen stand-in VLM)', { timeout: 60_000 }, () => {
+  // the encoder alone -> its hidden states / keys / values / mask -> the taps-as-inputs pipeline
+  async function viaTaps(cfg: UniFusionConfig, enc: TapEncoder, encFeeds: Record<string, HostTensor>, latents: HostTensor): Promise<HostTensor> {
     const encGraph = trace('vlm', () => {
       const t = Object.fromEntries(Object.entries(enc.inputs).map(([n, s]) => [n, input(n, s.dtype, s.shape)]));
-      const o = enc.encode(t, { hidden: Array.from({ length: L + 1 }, (_, i) => i), kv: true });
-      const outs: Record<string, ReturnType<typeof input>> = {};
+      const o = enc.encode(t, { hidden: requiredHidden(cfg), kv: cfg.conditioning === 'kv-fusion' });
+      const outs: Record<string, ReturnType<typeof input>> = { condition_mask: o.mask };
       for (const [i, h] of o.hidden) outs[`hidden_states.${i}`] = h;
-      o.kv!.forEach((kv, i) => ((outs[`key_states.${i}`] = kv.key), (outs[`value_states.${i}`] = kv.value)));
+      o.kv?.forEach((kv, i) => ((outs[`key_states.${i}`] = kv.key), (outs[`value_states.${i}`] = kv.value)));
       return outs;
     });
-    const taps: Record<string, HostTensor> = { ...(await runGraph(encGraph, encFeeds)), condition_mask: encFeeds.attention_mask! };
+    const taps = await runGraph(encGraph, encFeeds);
     const { graph } = pipelineGraph(cfg);
     const feeds = Object.fromEntries(graph.inputs.map((i) => [i.params.name, i.params.name === 'latents' ? latents : i.params.name === 'timestep' ? inputs.get('timestep') : taps[i.params.name]!]));
     return (await runGraph(graph, feeds, weights.tensors)).velocity!;
   }
 
-  it.each([['lap'], ['kv-fusion']] as [Conditioning][])('%s: one graph == encoder graph then pipeline graph', async (c) => {
+  const cases = Object.keys(ENCODERS).flatMap((e) => (['lap', 'kv-fusion'] as Conditioning[]).map((c) => [e, c] as const));
+  it.each(cases)('%s, %s: one graph == encoder graph then pipeline graph', async (e, c) => {
     const cfg = withConditioning(PRESETS.tiny!, c);
-    const enc = decoderTapEncoder(tinyStack(), VLMS.tiny);
+    const ec = ENCODERS[e]!;
+    const enc = ec.make(cfg);
     const { graph } = pipelineGraph(cfg, enc);
     expect(graph.inputs.map((i) => i.params.name).sort()).toEqual(['attention_mask', 'input_ids', 'latents', 'timestep']);
     const frozen = graph.params().filter((p) => p.params.frozen).map((p) => p.params.name);
-    expect(frozen).toContain('embed_tokens.weight');
-    expect(frozen.every((n) => /^(embed_tokens|layers|norm)\./.test(n))).toBe(true);
-    const ef = encoderFeeds();
+    expect(frozen.length).toBeGreaterThan(0);
+    expect(frozen.filter((n) => !ec.frozen.test(n))).toEqual([]);
+    expect(graph.params().filter((p) => !p.params.frozen).every((p) => /^(lap|refiner|dit)\./.test(p.params.name))).toBe(true);
+    const ef = ec.feeds();
     const one = (await runGraph(graph, { ...ef, latents: inputs.get('latents'), timestep: inputs.get('timestep') }, weights.tensors)).velocity!;
-    const two = await viaTaps(cfg, ef, inputs.get('latents'));
+    const two = await viaTaps(cfg, ec.make(cfg), ef, inputs.get('latents'));
     expect(rel(one, two)).toBeLessThanOrEqual(1e-5);
   });
 
