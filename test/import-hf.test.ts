@@ -1,9 +1,11 @@
 // import-hf: Hugging Face checkpoint folders (config.json + safetensors, single or sharded) ->
 // one ONNX model with external data. Checkpoints are written here, by the test, with our own
 // safetensors writer: tiny random weights, f32 or bf16, in temp folders.
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { defineGraph, dim, Embedding, input, Module, range, RMSNorm, TransformerBlock, type Tensor } from '../src/dsl/index.ts';
 import type { Graph } from '../src/ir/graph.ts';
@@ -12,7 +14,8 @@ import { bf16BitsToF32, f32ToBf16Bits, type DType } from '../src/ir/dtype.ts';
 import { fromFloat64, toFloat64, type HostTensor } from '../src/io/host.ts';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.ts';
 import { applyRules, convertBytes, detectNameRules, HfCheckpoint, readHfConfig } from '../src/io/hf.ts';
-import { importHf, type ImportFamily } from '../src/cli/import-hf.ts';
+import { importHf, type ImportFamily, type ImportGraph } from '../src/cli/import-hf.ts';
+import { buildEncoder } from '../graphs/vlm/index.ts';
 import { Session } from '../runtime/session.ts';
 import { runOnnx, compare } from './helpers/harness.ts';
 import type { RefTensor } from '../src/ir/ref.ts';
@@ -236,6 +239,33 @@ describe('import-hf: the infrastructure on a toy family', () => {
     }
   });
 
+  it("uses the family's checkpoint prefixes, or its own candidate names (tied copies)", async () => {
+    const src = tmp();
+    const ck = path.join(src, 'ckpt');
+    // embed_tokens stored only as the tied lm_head; names under 'language_model.model.'
+    const tensors = writeCheckpoint(ck, toyWeights(4), { prefix: 'language_model.model.', edit: (t) => (t.set('lm_head.weight', t.get('language_model.model.embed_tokens.weight')!), t.delete('language_model.model.embed_tokens.weight')) });
+    const withGraph = (extra: Partial<ImportGraph>): ImportFamily => ({ ...toyFamily, build: async (c, o) => (await toyFamily.build!(c, o)).map((g) => ({ ...g, ...extra })) });
+    // prefixes alone: the embedding is reported missing under the family's prefix
+    await expect(importHf(ck, { out: path.join(src, 'out2'), families: [withGraph({ checkpointPrefixes: ['model.', 'language_model.model.'] })] })).rejects.toThrow(
+      /missing tensor 'language_model\.model\.embed_tokens\.weight' \(for graph parameter 'embed_tokens\.weight'\)/,
+    );
+    expectEmptyOrAbsent(path.join(src, 'out2'));
+    const names = (n: string) => (n === 'embed_tokens.weight' ? [`language_model.model.${n}`, 'lm_head.weight'] : [`language_model.model.${n}`]);
+    const r = await importHf(ck, { out: path.join(src, 'out'), families: [withGraph({ checkpointNames: names })], taps: 'list:0,3' });
+    expect(r.ignored).toEqual([]);
+    const got = await runImported(path.join(src, 'out', 'toy_encoder.onnx'));
+    const pv = paramValuesOf(tensors, 'language_model.model.');
+    pv.set('embed_tokens.weight', paramValuesOf(new Map([['x.lm', tensors.get('lm_head.weight')!]]), 'x.').get('lm')!);
+    const want = await runOnnx(toyGraph(TOY, [0, 3]), feeds().ref, { paramValues: pv });
+    expect(Array.from(got['hidden_states.3']!.data as Float32Array)).toEqual(Array.from(Float32Array.from(want['hidden_states.3']!.data)));
+    // every candidate is named when none exists
+    fs.rmSync(ck, { recursive: true });
+    writeCheckpoint(ck, toyWeights(4), { prefix: 'language_model.model.', edit: (t) => (t.delete('lm_head.weight'), t.delete('language_model.model.embed_tokens.weight')) });
+    await expect(importHf(ck, { out: path.join(src, 'out3'), families: [withGraph({ checkpointNames: names })] })).rejects.toThrow(
+      /missing tensor 'language_model\.model\.embed_tokens\.weight' \(for graph parameter 'embed_tokens\.weight'\), f32\[40, 16\]; also looked for 'lm_head\.weight'/,
+    );
+  });
+
   it('--force replaces a non-empty DIR; without it the import refuses and leaves DIR alone', async () => {
     const src = tmp();
     writeCheckpoint(path.join(src, 'ckpt'), toyWeights());
@@ -304,6 +334,14 @@ describe('import-hf: errors name the file or tensor and leave nothing in DIR', (
     const out = path.join(src, 'out');
     await expect(importHf(ck, { out, families })).rejects.toThrow(re);
     expectEmptyOrAbsent(out);
+  });
+
+  it('removes parent folders it created for DIR when the import fails', async () => {
+    const src = tmp();
+    const ck = path.join(src, 'ckpt');
+    writeCheckpoint(ck, toyWeights(), { edit: (t) => t.delete('model.norm.weight') });
+    await expect(importHf(ck, { out: path.join(src, 'a', 'b', 'out'), families })).rejects.toThrow(/missing tensor 'model\.norm\.weight'/);
+    expect(fs.readdirSync(src)).toEqual(['ckpt']);
   });
 
   it('reports every problem at once, not just the first', async () => {
@@ -410,5 +448,233 @@ describe('src/io/hf.ts', () => {
   it('readHfConfig names the file', () => {
     const dir = tmp();
     expect(() => readHfConfig(dir)).toThrow(new RegExp(`${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/config\\.json: not found`));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The real families, on the parity fixtures of the graph authors (transformers references)
+// ---------------------------------------------------------------------------------------------
+
+/** max |got - want| / max |want| over the positions [..., S, H] where `valid` [B, S] is set. */
+function relErr(got: HostTensor, want: HostTensor, valid?: HostTensor): number {
+  const g = toFloat64(got), w = toFloat64(want);
+  expect(got.shape).toEqual(want.shape);
+  const row = want.shape[want.shape.length - 1]!;
+  let num = 0, den = 0;
+  for (let i = 0; i < w.length; i++) {
+    if (valid && !valid.data[Math.floor(i / row)]) continue;
+    num = Math.max(num, Math.abs(g[i]! - w[i]!));
+    den = Math.max(den, Math.abs(w[i]!));
+  }
+  return num / den;
+}
+
+async function runModel(onnx: string, feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+  const s = await Session.load(onnx);
+  try {
+    return await s.run(feeds);
+  } finally {
+    await s.release();
+  }
+}
+
+const VLM_TEXT = 'test/fixtures/vlm-text';
+const textCases = fs.readdirSync(VLM_TEXT).filter((d) => fs.existsSync(path.join(VLM_TEXT, d, 'io.safetensors')));
+
+describe('import-hf: decoder LLM checkpoints (test/fixtures/vlm-text) match transformers', () => {
+  it('has the fixtures', () => expect(textCases).toEqual(expect.arrayContaining(['qwen2', 'qwen2_5_vl_text', 'llama3', 'gemma3_text'])));
+
+  it.each(textCases)('%s: every hidden state within 1e-4 of output_hidden_states (padded rows included)', async (c) => {
+    const dir = path.join(VLM_TEXT, c);
+    const io = readSafetensors(path.join(dir, 'io.safetensors'));
+    const L = Number(io.metadata.num_hidden_layers ?? JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).num_hidden_layers);
+    const out = path.join(tmp(c), 'out');
+    const r = await importHf(dir, { out, taps: 'every:1:0' });
+    expect(r.models).toHaveLength(1);
+    const m = r.models[0]!.manifest;
+    expect(m.inputs.map((i) => [i.name, i.dtype])).toEqual([['input_ids', 'i64'], ['attention_mask', 'i64']]);
+    const got = await runModel(path.join(out, r.models[0]!.onnx), { input_ids: io.tensors.get('input_ids')!, attention_mask: io.tensors.get('attention_mask')! });
+    for (let i = 0; i <= L; i++) {
+      const err = relErr(got[`hidden_states.${i}`]!, io.tensors.get(`hidden_states.${i}`)!, i === 0 ? undefined : io.tensors.get('valid_mask'));
+      expect(err, `${c} hidden_states.${i}`).toBeLessThan(1e-4);
+    }
+  });
+
+  it('a sharded bf16 copy imports (converted per tensor) and equals the graph compiled with the same weights', async () => {
+    const dir = path.join(VLM_TEXT, 'qwen2');
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    const src = tmp('bf16');
+    const ck = path.join(src, 'ckpt');
+    fs.mkdirSync(ck);
+    fs.writeFileSync(path.join(ck, 'config.json'), JSON.stringify(config));
+    const f32 = readSafetensors(path.join(dir, 'model.safetensors')).tensors;
+    const bf = new Map([...f32].map(([k, t]) => [k, fromFloat64('bf16', t.shape, toFloat64(t))]));
+    const names = [...bf.keys()].sort();
+    const wm: Record<string, string> = {};
+    for (let s = 0; s < 2; s++) {
+      const file = `model-0000${s + 1}-of-00002.safetensors`;
+      const part = new Map(names.filter((_, i) => i % 2 === s).map((n) => ((wm[n] = file), [n, bf.get(n)!])));
+      writeSafetensors(path.join(ck, file), part);
+    }
+    fs.writeFileSync(path.join(ck, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: wm }));
+    const out = path.join(src, 'out');
+    const r = await importHf(ck, { out, taps: 'list:1,4' });
+    expect(r.conversions).toEqual({ 'bf16->f32': r.models[0]!.manifest.params.length });
+    const io = readSafetensors(path.join(dir, 'io.safetensors')).tensors;
+    const feeds = { input_ids: io.get('input_ids')!, attention_mask: io.get('attention_mask')! };
+    const got = await runModel(path.join(out, r.models[0]!.onnx), feeds);
+    const pv = paramValuesOf(bf);
+    const refFeeds = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape, data: toFloat64(t) }]));
+    const want = await runOnnx(buildEncoder(config, 'list:1,4').trace(), refFeeds, { paramValues: pv });
+    for (const k of ['hidden_states.1', 'hidden_states.4']) expect(Array.from(got[k]!.data as Float32Array)).toEqual(Array.from(Float32Array.from(want[k]!.data)));
+    // and bf16 weights stay close to the fp32 reference on valid tokens
+    expect(relErr(got['hidden_states.4']!, io.get('hidden_states.4')!, io.get('valid_mask'))).toBeLessThan(0.05);
+  });
+
+  it('--dtype f16: f32 weights converted to the graph dtype; outputs stay f32 and close', async () => {
+    const dir = path.join(VLM_TEXT, 'qwen2');
+    const out = path.join(tmp('f16'), 'out');
+    const r = await importHf(dir, { out, taps: 'last', dtype: 'f16' });
+    expect(r.conversions).toEqual({ 'f32->f16': r.models[0]!.manifest.params.length });
+    expect(r.models[0]!.manifest.params.every((p) => p.dtype === 'f16')).toBe(true);
+    const io = readSafetensors(path.join(dir, 'io.safetensors')).tensors;
+    const got = await runModel(path.join(out, r.models[0]!.onnx), { input_ids: io.get('input_ids')!, attention_mask: io.get('attention_mask')! });
+    expect(got['hidden_states.4']!.dtype).toBe('f32');
+    expect(relErr(got['hidden_states.4']!, io.get('hidden_states.4')!, io.get('valid_mask'))).toBeLessThan(1e-2);
+    await expect(importHf(dir, { out: path.join(out, 'x'), dtype: 'f8' as never })).rejects.toThrow(/--dtype must be f32, f16 or bf16, got 'f8'/);
+  });
+
+  it('a missing tensor of a real checkpoint is named with its HF name; nothing is written', async () => {
+    const src = tmp('miss');
+    const ck = path.join(src, 'ckpt');
+    fs.mkdirSync(ck);
+    fs.copyFileSync(path.join(VLM_TEXT, 'llama3', 'config.json'), path.join(ck, 'config.json'));
+    const t = readSafetensors(path.join(VLM_TEXT, 'llama3', 'model.safetensors')).tensors;
+    t.delete('model.layers.1.self_attn.o_proj.weight');
+    writeSafetensors(path.join(ck, 'model.safetensors'), t);
+    await expect(importHf(ck, { out: path.join(src, 'out'), taps: 'last' })).rejects.toThrow(/missing tensor 'model\.layers\.1\.self_attn\.o_proj\.weight' \(for graph parameter 'layers\.1\.self_attn\.o_proj\.weight'\)/);
+    await expect(importHf(ck, { out: path.join(src, 'out'), taps: 'list:0,9' })).rejects.toThrow(/index 9 is outside hidden_states 0\.\.\d+/);
+    expectEmptyOrAbsent(path.join(src, 'out'));
+  });
+});
+
+/** A checkpoint folder from a vlm-vision fixture: config + the params under `keep`, optionally sharded. */
+function folderFromFixture(file: string, config: object, keep: (n: string) => boolean, shards = 0, extra: Record<string, HostTensor> = {}): { dir: string; io: Map<string, HostTensor> } {
+  const { tensors } = readSafetensors(file);
+  const dir = path.join(tmp('vis'), 'ckpt');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+  const params = new Map([...tensors].filter(([n]) => keep(n)));
+  for (const [k, v] of Object.entries(extra)) params.set(k, v);
+  if (!shards) writeSafetensors(path.join(dir, 'model.safetensors'), params);
+  else {
+    const names = [...params.keys()].sort();
+    const wm: Record<string, string> = {};
+    for (let s = 0; s < shards; s++) {
+      const f = `model-0000${s + 1}-of-0000${shards}.safetensors`;
+      writeSafetensors(path.join(dir, f), new Map(names.filter((_, i) => i % shards === s).map((n) => ((wm[n] = f), [n, params.get(n)!]))));
+    }
+    fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: wm }));
+  }
+  return { dir, io: tensors };
+}
+
+describe('import-hf: InternVL and T5 (test/fixtures/vlm-vision)', () => {
+  it('internvl (sharded): text+image encoder with pixel_values; every hidden state matches transformers', async () => {
+    const file = 'test/fixtures/vlm-vision/internvl.safetensors';
+    const meta = readSafetensors(file).metadata;
+    const { dir, io } = folderFromFixture(file, JSON.parse(meta.config!), (n) => n.startsWith('model.'), 3);
+    const out = path.join(path.dirname(dir), 'out');
+    const r = await importHf(dir, { out, taps: 'every:1:0' });
+    const m = r.models[0]!.manifest;
+    expect(m.inputs.map((i) => `${i.name}:${i.dtype}`)).toEqual(['input_ids:i64', 'attention_mask:i64', 'pixel_values:f32']);
+    expect(m.outputs.map((o) => o.name)).toEqual(expect.arrayContaining(['hidden_states.0', 'hidden_states.3', 'image_mask', 'text_mask', 'pad_mask']));
+    expect(r.ignored).toEqual([]);
+    const got = await runModel(path.join(out, r.models[0]!.onnx), { input_ids: io.get('input_ids')!, attention_mask: io.get('attention_mask')!, pixel_values: io.get('pixel_values')! });
+    for (let i = 0; i <= 3; i++) expect(relErr(got[`hidden_states.${i}`]!, io.get(`hidden_states.${i}`)!), `hidden_states.${i}`).toBeLessThan(1e-4);
+    expect(Array.from(got.image_mask!.data as Uint8Array)).toEqual(Array.from(io.get('image_mask')!.data as Uint8Array));
+  });
+
+  it('t5 (decoder half and lm_head present, ignored): every hidden state matches transformers', async () => {
+    const file = 'test/fixtures/vlm-vision/t5_gated.safetensors';
+    const meta = readSafetensors(file).metadata;
+    const config: Record<string, unknown> = { model_type: 't5', feed_forward_proj: meta.feed_forward_proj };
+    for (const k of ['d_ff', 'd_kv', 'd_model', 'num_heads', 'num_layers', 'relative_attention_max_distance', 'relative_attention_num_buckets', 'vocab_size', 'layer_norm_epsilon']) config[k] = Number(meta[k]);
+    const extra = { 'decoder.final_layer_norm.weight': fromFloat64('f32', [32], new Float64Array(32)), 'lm_head.weight': fromFloat64('f32', [128, 32], new Float64Array(128 * 32)) };
+    const { dir, io } = folderFromFixture(file, config, (n) => n === 'shared.weight' || n.startsWith('encoder.'), 0, extra);
+    const out = path.join(path.dirname(dir), 'out');
+    const r = await importHf(dir, { out, taps: 'every:1:0' });
+    expect(r.ignored.sort()).toEqual(['decoder.final_layer_norm.weight', 'lm_head.weight']);
+    const got = await runModel(path.join(out, r.models[0]!.onnx), { input_ids: io.get('input_ids')!, attention_mask: io.get('attention_mask')! });
+    for (let i = 0; i <= 3; i++) expect(relErr(got[`hidden_states.${i}`]!, io.get(`hidden_states.${i}`)!), `hidden_states.${i}`).toBeLessThan(1e-4);
+  });
+});
+
+describe('import-hf: diffusers AutoencoderKL folder', () => {
+  it('the original InternVL remote-code layout gets a pointer to the -hf checkpoint', async () => {
+    const src = tmp('chat');
+    fs.writeFileSync(path.join(src, 'config.json'), JSON.stringify({ model_type: 'internvl_chat', architectures: ['InternVLChatModel'] }));
+    await expect(importHf(src, { out: path.join(src, 'out') })).rejects.toThrow(/unsupported architecture \(model_type 'internvl_chat'.*use the transformers '-hf' checkpoint/);
+  });
+
+  it('writes encoder and decoder graphs that match the reference; --taps is refused', async () => {
+    const dir = 'test/fixtures/vae/flux-tiny';
+    const ref = readSafetensors(path.join(dir, 'reference.safetensors')).tensors;
+    const out = path.join(tmp('vae'), 'out');
+    await expect(importHf(dir, { out, taps: 'last' })).rejects.toThrow(/--taps does not apply to a VAE/);
+    expectEmptyOrAbsent(out);
+    const r = await importHf(dir, { out });
+    expect(r.models.map((m) => m.onnx)).toEqual(['vae_encoder.onnx', 'vae_decoder.onnx']);
+    expect(fs.readdirSync(out).sort()).toEqual(['manifest.json', 'vae_decoder.onnx', 'vae_decoder.onnx.data', 'vae_encoder.onnx', 'vae_encoder.onnx.data']);
+    const dec = await runModel(path.join(out, 'vae_decoder.onnx'), { latent: ref.get('latent_in')! });
+    expect(relErr(dec.image!, ref.get('decoded')!)).toBeLessThan(1e-4);
+    const enc = await runModel(path.join(out, 'vae_encoder.onnx'), { image: ref.get('image')! });
+    expect(relErr(enc.latent!, ref.get('latent_mode')!)).toBeLessThan(1e-4);
+  });
+});
+
+describe('unifusion import-hf (the CLI, in a child process)', () => {
+  const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+  const cli = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+    new Promise((resolve) => {
+      const env = { ...process.env };
+      delete env.UNIFUSION_DEBUG;
+      execFile(process.execPath, [path.join(ROOT, 'bin', 'unifusion.mjs'), 'import-hf', ...args], { cwd: ROOT, env, timeout: 120_000 }, (err, stdout, stderr) =>
+        resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr }),
+      );
+    });
+
+  it('imports with the default taps (every:3) and prints what it wrote and ignored', async () => {
+    const src = tmp('cli');
+    const ck = path.join(src, 'ckpt');
+    fs.mkdirSync(ck);
+    fs.copyFileSync(path.join(VLM_TEXT, 'qwen2', 'config.json'), path.join(ck, 'config.json'));
+    const t = readSafetensors(path.join(VLM_TEXT, 'qwen2', 'model.safetensors')).tensors;
+    t.set('lm_head.weight', t.get('model.embed_tokens.weight')!);
+    writeSafetensors(path.join(ck, 'model.safetensors'), t);
+    const out = path.join(src, 'out');
+    const r = await cli(ck, '--out', out);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/imported .*ckpt \(qwen2\) -> .*out in [\d.]+ s\n  qwen2-encoder\.onnx \+ qwen2-encoder\.onnx\.data: /);
+    expect(r.stdout).toMatch(/outputs: hidden_states\.3 f32\[batch, seq, 32\]; text_mask bool\[batch, seq\]; pad_mask bool\[batch, seq\]/);
+    // layer 3 (0-based, 12 tensors) and the final norm are not needed for hidden_states[3]; lm_head is unused
+    expect(r.stdout).toMatch(/ignored 14 checkpoint tensor\(s\) the graph does not use \(e\.g\. lm_head\.weight/);
+    const m = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+    expect(m.taps).toBe('every:3');
+    expect(m.ignoredTensors).toBe(14);
+  });
+
+  it('an unknown architecture: exit 1, one line naming config.json and the supported families, nothing written', async () => {
+    const src = tmp('cli');
+    const ck = path.join(src, 'ckpt');
+    fs.mkdirSync(ck);
+    fs.writeFileSync(path.join(ck, 'config.json'), JSON.stringify({ model_type: 'mamba' }));
+    const out = path.join(src, 'out');
+    const r = await cli(ck, '--out', out, '--taps', 'last');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: .*ckpt\/config\.json: unsupported architecture \(model_type 'mamba'\); supported: qwen2, .*llama.*gemma3_text.*; internvl .*; t5 .*; AutoencoderKL/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expectEmptyOrAbsent(out);
   });
 });

@@ -15,28 +15,51 @@ import type { Graph } from '../ir/graph.ts';
 import type { DType } from '../ir/dtype.ts';
 import type { HostTensor } from '../io/host.ts';
 import { detectNameRules, HfCheckpoint, HfError, planWeights, readHfConfig, applyRules, type HfConfig, type NameRule, type WeightPlan } from '../io/hf.ts';
+import { importDiffusersVae, type VaeManifest } from '../io/diffusers.ts';
+import { buildEncoder, ENCODER_FAMILIES } from '../../graphs/vlm/index.ts';
+import { internvlEncoderFromHF } from '../../graphs/vlm/internvl.ts';
+import { t5EncoderFromHF } from '../../graphs/vlm/t5.ts';
 
 /** One graph to write, with the checkpoint its weights come from. */
 export interface ImportGraph {
   graph: Graph;
-  /** graph param name -> checkpoint tensor name; default: prefix rules detected from the names */
-  checkpointName?: (graphName: string) => string;
+  /**
+   * The checkpoint names a graph parameter may be stored under, most likely first (the first that
+   * exists is used). Default: `checkpointPrefixes`, else prefix rules detected from the names.
+   */
+  checkpointNames?: (graphName: string) => readonly string[];
+  /** prefixes checkpoints of this family keep the graph's names under ('model.', 'language_model.model.', ...) */
+  checkpointPrefixes?: readonly string[];
 }
 
-/** A family of checkpoints the importer knows: how to build its graph(s) from config.json. */
+export type WeightDType = 'f32' | 'f16' | 'bf16';
+
+export interface BuildOptions {
+  /** the raw --taps value; families without taps reject it */
+  taps?: string;
+  /** parameter (and compute) dtype of the graph; default f32 */
+  dtype?: WeightDType;
+}
+
+/**
+ * A family of checkpoints the importer knows: either how to build its graph(s) from config.json
+ * (the importer matches and streams the weights), or an importer of its own that fills a folder.
+ */
 export interface ImportFamily {
-  /** e.g. "qwen2 (Qwen2/Qwen2.5 decoder)" for the unknown-architecture message */
+  /** e.g. "qwen2, llama (decoder LLMs)" for the unknown-architecture message */
   label: string;
   matches(config: HfConfig): boolean;
-  /** `taps` is the raw --taps value; families without taps must reject it */
-  build(config: HfConfig, opts: { taps?: string }): ImportGraph[] | Promise<ImportGraph[]>;
-  /** checkpoint file basename (default 'model'; diffusers: 'diffusion_pytorch_model') */
+  build?(config: HfConfig, opts: BuildOptions): ImportGraph[] | Promise<ImportGraph[]>;
+  /** write everything into `stage` (which does not exist yet); the caller moves it into place */
+  importInto?(src: string, stage: string, opts: BuildOptions): Promise<{ models: ImportedModel[]; ignored?: string[] }>;
+  /** checkpoint file basename (default 'model') */
   weightsBasename?: string;
 }
 
 export interface ImportOptions {
   out: string;
   taps?: string;
+  dtype?: WeightDType;
   /** replace a non-empty DIR */
   force?: boolean;
   /** families to try, in order (default: the built-in registry) */
@@ -54,6 +77,8 @@ export interface ImportedModel {
 export interface ImportResult {
   out: string;
   family: string;
+  /** config.json's model_type (or diffusers _class_name) */
+  modelType: string;
   models: ImportedModel[];
   /** checkpoint tensors no graph used (lm_head, layers past the last tap, ...) */
   ignored: string[];
@@ -61,10 +86,65 @@ export interface ImportResult {
   conversions: Record<string, number>;
 }
 
+/** Without --taps: every third layer, as the paper taps its VLM. */
+export const DEFAULT_TAPS = 'every:3';
+
+const hasKey = (o: object, k: unknown): k is string => typeof k === 'string' && Object.hasOwn(o, k);
+
+/** Decoder LLMs by model_type (graphs/vlm/index.ts): names under the family's hub prefixes. */
+const decoderFamily: ImportFamily = {
+  label: `${Object.keys(ENCODER_FAMILIES).join(', ')} (decoder LLMs)`,
+  matches: (c) => hasKey(ENCODER_FAMILIES, c.model_type),
+  build(c, o) {
+    const enc = buildEncoder(c, o.taps ?? DEFAULT_TAPS, { dtype: o.dtype });
+    return [{ graph: enc.trace(), checkpointPrefixes: enc.hubPrefixes }];
+  },
+};
+
+/** InternVL ("-hf" / transformers layout): InternViT + projector + LLM; adds a pixel_values input. */
+const internvlFamily: ImportFamily = {
+  label: 'internvl (InternVL3 text+image)',
+  matches: (c) => c.model_type === 'internvl',
+  build(c, o) {
+    const enc = internvlEncoderFromHF(c, o.taps ?? DEFAULT_TAPS, { dtype: o.dtype });
+    return [{ graph: enc.trace(), checkpointNames: enc.checkpointNames }];
+  },
+};
+
+/** The T5 encoder (T5EncoderModel files, or the encoder half of T5ForConditionalGeneration). */
+const t5Family: ImportFamily = {
+  label: 't5 (T5 encoder)',
+  matches: (c) => c.model_type === 't5',
+  build(c, o) {
+    const enc = t5EncoderFromHF(c, o.taps ?? DEFAULT_TAPS, { dtype: o.dtype });
+    return [{ graph: enc.trace(), checkpointNames: enc.checkpointNames }];
+  },
+};
+
+/** diffusers AutoencoderKL folders: encoder and decoder graphs, by src/io/diffusers.ts. */
+const vaeFamily: ImportFamily = {
+  label: 'AutoencoderKL (diffusers VAE, by _class_name)',
+  matches: (c) => c._class_name === 'AutoencoderKL',
+  async importInto(src, stage, o) {
+    if (o.taps !== undefined) throw new HfError(`--taps does not apply to a VAE (${path.join(src, 'config.json')} is an AutoencoderKL)`);
+    const r = await importDiffusersVae(src, stage, { dtype: o.dtype });
+    const m = JSON.parse(fs.readFileSync(r.manifest, 'utf8')) as VaeManifest;
+    const model = (mf: Manifest): ImportedModel => ({ onnx: mf.onnx, externalData: mf.externalData, manifest: mf });
+    return { models: [model(m.graphs.encoder), model(m.graphs.decoder)] };
+  },
+};
+
 /** The built-in registry: HF model families (by model_type) and the diffusers VAE. */
 export function defaultFamilies(): ImportFamily[] {
-  return [];
+  return [decoderFamily, internvlFamily, t5Family, vaeFamily];
 }
+
+/** Layouts we do not read but whose readable twin exists. */
+const HINTS: Record<string, string> = {
+  internvl_chat: "this is the original OpenGVLab remote-code layout; use the transformers '-hf' checkpoint (e.g. OpenGVLab/InternVL3-8B-hf, model_type internvl)",
+};
+
+const modelTypeOf = (c: HfConfig): string => String(c.model_type ?? c._class_name);
 
 function describeArch(config: HfConfig): string {
   const bits = [];
@@ -76,68 +156,91 @@ function describeArch(config: HfConfig): string {
 
 export async function importHf(src: string, opts: ImportOptions): Promise<ImportResult> {
   const log = opts.log ?? (() => {});
+  if (opts.dtype !== undefined && !['f32', 'f16', 'bf16'].includes(opts.dtype)) throw new HfError(`--dtype must be f32, f16 or bf16, got '${opts.dtype}'`);
+  // a diffusers pipeline root: its VAE lives in vae/
+  if (!fs.existsSync(path.join(src, 'config.json')) && fs.existsSync(path.join(src, 'vae', 'config.json'))) src = path.join(src, 'vae');
   const config = readHfConfig(src);
   const families = opts.families ?? defaultFamilies();
   const family = families.find((f) => f.matches(config));
-  if (!family)
+  if (!family) {
+    const hint = typeof config.model_type === 'string' ? HINTS[config.model_type] : undefined;
     throw new HfError(
-      `${path.join(src, 'config.json')}: unsupported architecture (${describeArch(config)}); supported: ${families.map((f) => f.label).join('; ') || 'none'}`,
+      `${path.join(src, 'config.json')}: unsupported architecture (${describeArch(config)}); supported: ${families.map((f) => f.label).join('; ') || 'none'}${hint ? ` (${hint})` : ''}`,
     );
+  }
 
   const out = path.resolve(opts.out);
   checkOutDir(out, opts.force);
+  const buildOpts: BuildOptions = { taps: opts.taps, dtype: opts.dtype };
+  const tmp = path.join(path.dirname(out), `.${path.basename(out)}.import-${process.pid}-${randomBytes(4).toString('hex')}`);
 
-  const graphs = await family.build(config, { taps: opts.taps });
-  const ckpt = HfCheckpoint.open(src, { basename: family.weightsBasename });
+  // a parent folder this import creates is removed again on failure
+  const createdParent = fs.mkdirSync(path.dirname(out), { recursive: true });
+  const cleanup = () => {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (createdParent) fs.rmSync(createdParent, { recursive: true, force: true });
+  };
+
+  if (family.importInto) {
+    try {
+      const r = await family.importInto(src, tmp, buildOpts);
+      moveIntoPlace(tmp, out, opts.force);
+      return { out, family: family.label, modelType: modelTypeOf(config), models: r.models, ignored: r.ignored ?? [], conversions: {} };
+    } catch (e) {
+      cleanup();
+      throw e;
+    }
+  }
+  if (!family.build) throw new HfError(`family '${family.label}' can neither build graphs nor import`);
+
+  const ckptRef: { c?: HfCheckpoint } = {};
   try {
+    const graphs = await family.build(config, buildOpts);
+    const ckpt = (ckptRef.c = HfCheckpoint.open(src, { basename: family.weightsBasename }));
     // Compile and plan every graph before writing anything.
     const planned = graphs.map((g) => plan(g, ckpt));
     const used = new Set<string>();
     for (const p of planned) for (const c of p.weights.source.values()) used.add(c);
     const ignored = ckpt.names().filter((n) => !used.has(n));
-
     const conversions: Record<string, number> = {};
     for (const p of planned)
       for (const n of p.compiled.graph.params()) {
-        const have = ckpt.info(p.weights.source.get(n.params.name)!).dtype;
-        if (have !== n.dtype) conversions[`${have}->${n.dtype}`] = (conversions[`${have}->${n.dtype}`] ?? 0) + 1;
+        const key = `${ckpt.info(p.weights.source.get(n.params.name)!).dtype}->${n.dtype}`;
+        if (!key.startsWith(`${n.dtype}->`)) conversions[key] = (conversions[key] ?? 0) + 1;
       }
-    const tmp = path.join(path.dirname(out), `.${path.basename(out)}.import-${process.pid}-${randomBytes(4).toString('hex')}`);
-    fs.mkdirSync(path.dirname(out), { recursive: true });
+
+    fs.mkdirSync(tmp);
     const models: ImportedModel[] = [];
-    try {
-      fs.mkdirSync(tmp);
-      for (const p of planned) {
-        const name = p.compiled.graph.name;
-        const params = new Map(p.compiled.graph.params().map((n) => [n.params.name, n.params]));
-        log(`writing ${name}.onnx: ${p.compiled.emitted.external.length} external tensors, ${fmtBytes(p.compiled.emitted.externalBytes)}`);
-        const w = await writeModelStreaming(tmp, name, p.compiled.emitted, (chunk, write) => {
-          const want = params.get(chunk.name)!;
-          ckpt.stream(p.weights.source.get(chunk.name)!, want.dtype, write);
-        });
-        const manifest: Manifest = { ...p.compiled.manifest, weights: 'external' };
-        models.push({ onnx: path.basename(w.onnxPath), externalData: w.dataPath && path.basename(w.dataPath), manifest });
-      }
-      const record = {
-        format: 'unifusion-import',
-        source: path.resolve(src),
-        family: family.label,
-        modelType: config.model_type ?? config._class_name,
-        taps: opts.taps ?? null,
-        checkpointTensors: ckpt.size,
-        ignoredTensors: ignored.length,
-        conversions,
-        models: models.map((m) => m.manifest),
-      };
-      fs.writeFileSync(path.join(tmp, 'manifest.json'), JSON.stringify(record, null, 2) + '\n');
-      moveIntoPlace(tmp, out, opts.force);
-    } catch (e) {
-      fs.rmSync(tmp, { recursive: true, force: true });
-      throw e;
+    for (const p of planned) {
+      const name = p.compiled.graph.name;
+      const params = new Map(p.compiled.graph.params().map((n) => [n.params.name, n.params]));
+      log(`writing ${name}.onnx: ${p.compiled.emitted.external.length} external tensors, ${fmtBytes(p.compiled.emitted.externalBytes)}`);
+      const w = await writeModelStreaming(tmp, name, p.compiled.emitted, (chunk, write) => {
+        ckpt.stream(p.weights.source.get(chunk.name)!, params.get(chunk.name)!.dtype, write);
+      });
+      const manifest: Manifest = { ...p.compiled.manifest, weights: 'external' };
+      models.push({ onnx: path.basename(w.onnxPath), externalData: w.dataPath && path.basename(w.dataPath), manifest });
     }
-    return { out, family: family.label, models, ignored, conversions };
+    const record = {
+      format: 'unifusion-import',
+      source: path.resolve(src),
+      family: family.label,
+      modelType: modelTypeOf(config),
+      taps: opts.taps ?? DEFAULT_TAPS,
+      dtype: opts.dtype ?? 'f32',
+      checkpointTensors: ckpt.size,
+      ignoredTensors: ignored.length,
+      conversions,
+      models: models.map((m) => m.manifest),
+    };
+    fs.writeFileSync(path.join(tmp, 'manifest.json'), JSON.stringify(record, null, 2) + '\n');
+    moveIntoPlace(tmp, out, opts.force);
+    return { out, family: family.label, modelType: modelTypeOf(config), models, ignored, conversions };
+  } catch (e) {
+    cleanup();
+    throw e;
   } finally {
-    ckpt.close();
+    ckptRef.c?.close();
   }
 }
 
@@ -146,15 +249,38 @@ interface Planned {
   weights: WeightPlan;
 }
 
-function plan(g: ImportGraph, ckpt: HfCheckpoint): Planned {
-  // Name rules come from the traced graph (a superset of what survives optimisation).
-  let rules: NameRule[] = [];
-  let map = g.checkpointName;
-  if (!map) {
-    rules = detectNameRules(g.graph.params().map((p) => p.params.name), ckpt.names());
-    map = (n: string) => applyRules(n, rules, (c) => ckpt.has(c));
+/**
+ * Name rules from the traced graph (a superset of what survives optimisation): the family's
+ * checkpoint prefix that explains every name, else rules detected from the names themselves.
+ */
+function nameRules(g: ImportGraph, ckpt: HfCheckpoint): NameRule[] {
+  const names = g.graph.params().map((p) => p.params.name);
+  const hits = (rules: NameRule[]) => names.filter((n) => ckpt.has(applyRules(n, rules, (c) => ckpt.has(c)))).length;
+  let best: NameRule[] = [];
+  let bestHits = -1;
+  for (const add of g.checkpointPrefixes ?? []) {
+    const r = [{ strip: '', add }];
+    const h = hits(r);
+    if (h > bestHits) (best = r), (bestHits = h);
   }
-  const resolve = map;
+  if (bestHits === names.length) return best;
+  const detected = detectNameRules(names, ckpt.names());
+  return hits(detected) > bestHits ? detected : best;
+}
+
+function plan(g: ImportGraph, ckpt: HfCheckpoint): Planned {
+  let rules: NameRule[] = [];
+  let resolve: (n: string) => string;
+  if (g.checkpointNames) {
+    const names = g.checkpointNames;
+    resolve = (n) => {
+      const c = names(n);
+      return c.find((x) => ckpt.has(x)) ?? c[0] ?? n;
+    };
+  } else {
+    const r = (rules = nameRules(g, ckpt));
+    resolve = (n) => applyRules(n, r, (c) => ckpt.has(c));
+  }
   // Small params are embedded by the emitter, so it asks for their values; anything that does not
   // match returns undefined here and is reported by planWeights below, before any write.
   const specs = new Map(g.graph.params().map((p) => [p.params.name, p.params]));
@@ -171,7 +297,7 @@ function plan(g: ImportGraph, ckpt: HfCheckpoint): Planned {
   });
   const compiled = compileGraph(g.graph, { weights: 'skeleton', paramValues: small });
   const params = compiled.graph.params().map((p) => ({ name: p.params.name, dtype: p.dtype, shape: p.shape as number[] }));
-  const weights = planWeights(params, ckpt, { checkpointName: resolve, rules });
+  const weights = planWeights(params, ckpt, { checkpointName: resolve, rules, candidates: g.checkpointNames });
   return { compiled, weights };
 }
 
@@ -232,6 +358,7 @@ function fmtBytes(n: number): string {
 export interface ImportCommandOptions {
   out: string;
   taps?: string;
+  dtype?: WeightDType;
   force?: boolean;
   quiet?: boolean;
 }
@@ -241,9 +368,9 @@ export async function importHfCommand(src: string, opts: ImportCommandOptions): 
   const say = (s: string) => {
     if (!opts.quiet) process.stdout.write(s + '\n');
   };
-  const r = await importHf(src, { out: opts.out, taps: opts.taps, force: opts.force, log: say });
+  const r = await importHf(src, { out: opts.out, taps: opts.taps, dtype: opts.dtype, force: opts.force, log: say });
   const rel = (p: string) => path.relative(process.cwd(), p) || p;
-  const lines = [`imported ${rel(src)} (${r.family}) -> ${rel(r.out)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`];
+  const lines = [`imported ${rel(src)} (${r.modelType}) -> ${rel(r.out)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`];
   for (const m of r.models) {
     const mf = m.manifest;
     lines.push(

@@ -81,9 +81,10 @@ export async function main(argv: string[]): Promise<void> {
     .description('import a Hugging Face checkpoint folder (config.json + safetensors, sharded or not; or a diffusers AutoencoderKL) as ONNX with external-data weights in DIR')
     .argument('<dir>', 'checkpoint folder')
     .requiredOption('--out <dir>', 'output folder (written as a whole: on error nothing is left there)')
-    .option('--taps <spec>', 'hidden states to output: every:K[:offset] | list:a,b,c | last | penultimate')
+    .option('--taps <spec>', 'hidden states to output: every:K[:offset] | list:a,b,c | last | penultimate (default every:3)')
+    .option('--dtype <dtype>', 'weight and compute dtype of the graph: f32 | f16 | bf16 (checkpoint floats are converted)')
     .option('--force', 'replace a non-empty output folder')
-    .action(async (dir: string, opts: { out: string; taps?: string; force?: boolean }) => {
+    .action(async (dir: string, opts: { out: string; taps?: string; dtype?: 'f32' | 'f16' | 'bf16'; force?: boolean }) => {
       const { importHfCommand } = await import('./import-hf.ts');
       await importHfCommand(dir, opts);
     });

@@ -398,6 +398,8 @@ export interface MatchOptions {
   checkpointName?: (graphName: string) => string;
   /** the rules behind checkpointName, shown in errors */
   rules?: NameRule[];
+  /** every name checkpointName considered for a param, shown when all are missing */
+  candidates?: (graphName: string) => readonly string[];
 }
 
 /**
@@ -412,7 +414,9 @@ export function planWeights(params: readonly ParamSpec[], ckpt: HfCheckpoint, op
   for (const p of params) {
     const c = map(p.name);
     if (!ckpt.has(c)) {
-      problems.push(`missing tensor '${c}'${c !== p.name ? ` (for graph parameter '${p.name}')` : ''}, ${p.dtype}[${p.shape.join(', ')}]`);
+      const others = (opts.candidates?.(p.name) ?? []).filter((x) => x !== c);
+      const also = others.length ? `; also looked for ${others.map((x) => `'${x}'`).join(', ')}` : '';
+      problems.push(`missing tensor '${c}'${c !== p.name ? ` (for graph parameter '${p.name}')` : ''}, ${p.dtype}[${p.shape.join(', ')}]${also}`);
       continue;
     }
     const t = ckpt.info(c);
