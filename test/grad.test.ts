@@ -3,7 +3,7 @@
 // emitted backward graphs in onnxruntime (f32) against the reference.
 import { describe, expect, it } from 'vitest';
 import {
-  Attention, concat, conv2d, gelu, recompute, gradients, gridPositions, groupNorm, input, layerNorm, Linear, Module, range, rmsNorm, rope, sdpa, silu, swiglu, trace, TransformerBlock, Tensor,
+  Attention, concat, conv2d, dim, gelu, recompute, gradients, gridPositions, groupNorm, input, layerNorm, Linear, Module, range, rmsNorm, rope, sdpa, silu, swiglu, trace, TransformerBlock, Tensor,
 } from '../src/dsl/index.ts';
 import type { DType } from '../src/ir/dtype.ts';
 import { evaluate, paramValue } from '../src/ir/evaluate.ts';
@@ -74,6 +74,7 @@ const CASES: Case[] = [
   { name: 'where', ops: ['where', 'gt'], inputs: [I('a', [3, 4]), I('b', [3, 1])], build: (x) => x.a!.gt(0).where(x.a!.mul(x.b!), x.b!.exp()) },
   { name: 'cast roundtrip', ops: ['cast'], inputs: [I('a', [3, 4])], build: (x, dt) => x.a!.cast(dt === 'f64' ? 'f32' : 'f64').mul(1.5).cast(dt), fdTol: 1e-3, fdStep: 1e-2, skipOrt: 'f32->f64 on purpose' },
   { name: 'matmul batch broadcast', ops: ['matmul'], inputs: [I('a', [2, 3, 4]), I('b', [4, 5])], build: (x) => x.a!.matmul(x.b!) },
+  { name: 'matmul rank-4 @ shared rank-2 (one flattened weight-grad GEMM)', ops: ['matmul'], inputs: [I('a', [2, 2, 3, 4]), I('b', [4, 5])], build: (x) => x.a!.matmul(x.b!) },
   { name: 'matmul both batched', ops: ['matmul'], inputs: [I('a', [1, 3, 4]), I('b', [2, 4, 2])], build: (x) => x.a!.matmul(x.b!) },
   { name: 'reduce_sum', ops: ['reduce_sum'], inputs: [I('x', [2, 3, 4])], build: (x) => x.x!.sum([0, 2]).mul(x.x!.sum(1, true).sum([0, 1, 2])) },
   { name: 'reduce_mean', ops: ['reduce_mean'], inputs: [I('x', [2, 3, 4])], build: (x) => x.x!.mean(-1, true).mul(x.x!).add(x.x!.mean([0, 1])) },
@@ -172,6 +173,37 @@ describe('gradients vs central finite differences (float64 reference)', () => {
         worst = Math.max(worst, Math.min(err, Math.abs(fd - g.data[k]!) / 1e-5));
       }
       expect(worst, `d loss / d ${name}`).toBeLessThan(c.fdTol ?? 1e-4);
+    }
+  });
+});
+
+describe('matmul weight gradient over symbolic leading dims', () => {
+  it('flatten(a)^T @ flatten(g) is one 2-D GEMM and is right at two runtime sizes', async () => {
+    const g = trace('wgrad_sym', () => {
+      const x = input('x', 'f32', [dim('batch'), dim('seq'), 6]);
+      const w = input('w', 'f32', [6, 5]);
+      const loss = x.matmul(w).tanh().sum();
+      const [gw] = gradients(loss, [w]);
+      return { loss, 'grad.w': gw! };
+    });
+    const wgrad = g.nodes().filter((n) => n.is('matmul') && n.shape.length === 2);
+    expect(wgrad.length).toBe(1);
+    expect(g.nodes().some((n) => n.is('reduce_sum') && n.shape.length === 3)).toBe(false);
+    for (const [b, s] of [[2, 3], [3, 5]] as const) {
+      const feeds = { x: randomRef('f32', [b, s, 6], new Rng(11, `x${b}`)), w: randomRef('f32', [6, 5], new Rng(12)) };
+      const want = evaluate(g, feeds);
+      const got = await runOnnx(g, feeds);
+      for (const k of ['loss', 'grad.w']) expect(compare(got[k]!, want[k]!, { atol: 2e-5, rtol: 2e-4 }, 1), `${k} at batch ${b}, seq ${s}`).toBeNull();
+      // against a hand-written reference: grad.w[k, n] = sum_rows x[row, k] * (1 - tanh(x w)[row, n]^2)
+      const X = feeds.x.data, W = feeds.w.data, ref = new Float64Array(30);
+      for (let r = 0; r < b * s; r++)
+        for (let n = 0; n < 5; n++) {
+          let z = 0;
+          for (let k = 0; k < 6; k++) z += X[r * 6 + k]! * W[k * 5 + n]!;
+          const d = 1 - Math.tanh(z) ** 2;
+          for (let k = 0; k < 6; k++) ref[k * 5 + n] += X[r * 6 + k]! * d;
+        }
+      for (let i = 0; i < 30; i++) expect(Math.abs(got['grad.w']!.data[i]! - ref[i]!)).toBeLessThan(1e-4 * (1 + Math.abs(ref[i]!)));
     }
   });
 });

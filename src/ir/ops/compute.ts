@@ -1,6 +1,6 @@
 // Contractions and reductions: matmul, reduce_{sum,mean,max}, softmax, conv2d,
 // nearest upsampling.
-import { dimAdd, dimDiv, dimEq, dimMul, dimStr, type Dim } from '../dims.ts';
+import { dimAdd, dimDiv, dimEq, dimMul, dimProd, dimStr, type Dim } from '../dims.ts';
 import { isFloat } from '../dtype.ts';
 import { OpError, typeStr } from '../node.ts';
 import type { OpDef, OpGroup } from '../opdef.ts';
@@ -62,10 +62,26 @@ function convOut(d: Dim, k: number, stride: number, padSum: number, dil: number)
   return dimAdd(dimDiv(dimAdd(d, padSum - dil * (k - 1) - 1), stride), 1);
 }
 
+/**
+ * d(a @ b)/db. A rank-2 b shared by every batch entry of a (a linear layer's weight, a: [..., M, K])
+ * gets ONE GEMM over all rows, flatten(a)^T @ flatten(g): [K, P] @ [P, N] with P = prod(a's leading
+ * dims) * M, instead of a batched [.., K, N] product summed over the batch afterwards: the same
+ * FLOPs, no [batch, K, N] intermediate and its ReduceSum, and a larger inner dimension for the GEMM.
+ */
+function matmulWeightGrad(nb: NB, a: Node, b: Node, g: Node): Node {
+  if (b.rank === 2 && a.rank > 2) {
+    const rows = dimProd(a.shape.slice(0, -1));
+    const af = nb.reshape(a, [rows, a.shape[a.rank - 1]!]);
+    const gf = nb.reshape(g, [rows, g.shape[g.rank - 1]!]);
+    return nb.matmul(nb.mT(af), gf);
+  }
+  return nb.sumTo(nb.matmul(nb.mT(a), g), b.shape);
+}
+
 export const COMPUTE_OPS = {
   matmul: {
     arity: 2,
-    vjp: (nb, _p, [a, b], _o, g) => [nb.sumTo(nb.matmul(g, nb.mT(b!)), a!.shape), nb.sumTo(nb.matmul(nb.mT(a!), g), b!.shape)],
+    vjp: (nb, _p, [a, b], _o, g) => [nb.sumTo(nb.matmul(g, nb.mT(b!)), a!.shape), matmulWeightGrad(nb, a!, b!, g)],
     infer: (_p, [a, b]) => {
       const dtype = sameDtype([a!, b!]);
       if (dtype === 'bool') throw new OpError('matmul of bool tensors');
