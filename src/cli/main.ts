@@ -24,13 +24,14 @@ export async function main(argv: string[]): Promise<void> {
 
   program
     .command('demo')
-    .description('compile the example transformer (tiny), run it in onnxruntime, check it against the float64 reference')
+    .description("UniFusion's tiny preset end to end: train the rectified-flow step (frozen tiny VLM in the graph -> LAP -> refiner -> DiT), compile the forward with the trained weights, check it against the float64 reference, sample every training prompt")
     .option('--out <dir>', 'output folder', 'out/demo')
-    .option('--preset <name>', 'preset of examples/transformer.ts', 'tiny')
+    .option('--steps <n>', 'training steps', '500')
+    .option('--sample-steps <n>', 'Euler steps of the sampler', '20')
     .option('--device <ep>', 'onnxruntime execution provider', 'cpu')
-    .action(async (opts: { out: string; preset: string; device: string }) => {
+    .action(async (opts: { out: string; steps: string; sampleSteps: string; device: string }) => {
       const { demoCommand } = await import('./demo.ts');
-      await demoCommand(opts);
+      await demoCommand({ out: opts.out, device: opts.device, steps: Number(opts.steps), sampleSteps: Number(opts.sampleSteps) });
     });
 
   program
