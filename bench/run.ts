@@ -15,8 +15,9 @@ import type { CompileStackResult } from './compile-stack.ts';
 import type { CompileVsTorchResult } from './compile-vs-torch.ts';
 import type { BlockForwardResult } from './block-forward.ts';
 import type { CompileUniFusionResult } from './compile-unifusion.ts';
+import type { TrainStepResult } from './train-step.ts';
 
-const ALL = ['compile-stack', 'compile-vs-torch', 'block-forward', 'compile-unifusion'] as const;
+const ALL = ['compile-stack', 'compile-vs-torch', 'block-forward', 'compile-unifusion', 'train-step'] as const;
 type Name = (typeof ALL)[number];
 
 function arg(name: string): string | undefined {
@@ -33,7 +34,7 @@ if (!process.argv.includes('--no-setup') && only.some((n) => n !== 'compile-stac
   if (r.status !== 0) throw new Error(`bench/setup.sh failed (exit ${r.status})`);
 }
 
-const results: Partial<{ 'compile-stack': CompileStackResult; 'compile-vs-torch': CompileVsTorchResult; 'block-forward': BlockForwardResult; 'compile-unifusion': CompileUniFusionResult }> = {};
+const results: Partial<{ 'compile-stack': CompileStackResult; 'compile-vs-torch': CompileVsTorchResult; 'block-forward': BlockForwardResult; 'compile-unifusion': CompileUniFusionResult; 'train-step': TrainStepResult }> = {};
 for (const name of only as Name[]) {
   process.stderr.write(`bench: running ${name} ...\n`);
   const t0 = performance.now();
@@ -101,6 +102,27 @@ if (cu) {
     ]);
     rows.push([`peak RSS of that compile process (VmHWM; baseline ${r.baseline_rss_mib} MiB)`, `${r.peak_rss_mib} MiB`, '—', '—', `≤ ${cu.goal_rss_mib} MiB`, yes(r.peak_rss_mib <= cu.goal_rss_mib)]);
   }
+}
+const ts = results['train-step'];
+if (ts) {
+  const c = ts.config;
+  rows.push([
+    `one AdamW train step (fwd + bwd + clip + AdamW), CPU fp32, ${ts.threads} threads: ${c.layers} x ${c.hidden} DiT-like stack (${c.heads} heads, SwiGLU ${c.intermediate}, qk-norm, 2D RoPE; ${(c.params / 1e6).toFixed(1)} M params), B${c.batch} x ${c.seq} tokens (median of ${ts.ours.runs} / ${ts.torch.runs}; ${ts.load.rounds_clean} clean rounds of ${ts.load.rounds_run})`,
+    `${ts.ours.median_ms.toFixed(0)} ms (ORT ${ts.ours.ort})`,
+    `${ts.torch.median_ms.toFixed(0)} ms (torch eager + optim.AdamW ${ts.torch.torch})`,
+    `${ts.ratio.toFixed(2)} (ours/torch; per-round median ${ts.ratio_rounds_median.toFixed(2)})`,
+    `≤ ${ts.goal_ratio}`,
+    yes(ts.met),
+  ]);
+  rows.push([`peak RSS of each process during that benchmark (VmHWM${ts.arena ? '; ORT CPU arena on' : '; ORT CPU arena off'})`, `${ts.ours.peak_rss_mib} MiB`, `${ts.torch.peak_rss_mib} MiB`, `${(ts.ours.peak_rss_mib / ts.torch.peak_rss_mib).toFixed(2)}`, '— (report)', '—']);
+  rows.push([
+    `achieved FLOP/s of that step (${ts.flops.step_gflop} GFLOP of matmuls per step) as a share of one 2048^3 ORT MatMul's FLOP/s (${ts.flops.matmul.gflops_median} GFLOP/s, same process; torch.mm: ${ts.torch.matmul_gflops} GFLOP/s)`,
+    `${ts.flops.ours_gflops} GFLOP/s = ${(ts.flops.ours_share_of_matmul * 100).toFixed(0)} %`,
+    `${ts.flops.torch_gflops} GFLOP/s = ${(ts.flops.torch_share_of_ort_matmul * 100).toFixed(0)} %`,
+    '—',
+    '— (report)',
+    '—',
+  ]);
 }
 const table = [
   '| metric | ours | peer | ratio | goal | met? |',
