@@ -25,7 +25,7 @@ import { readSafetensors } from '../src/io/safetensors.ts';
 import { fromFloat64, toFloat64, type HostTensor } from '../src/io/host.ts';
 import { encodeModel } from '../codegen/onnx/proto.ts';
 import { Session } from '../runtime/session.ts';
-import { inspectModel } from '../src/cli/inspect.ts';
+import { formatModelInfo, inspectModel } from '../src/cli/inspect.ts';
 import { TransformerStack } from '../examples/transformer.ts';
 import unifusionGraph, {
   CONDITIONINGS,
@@ -386,6 +386,22 @@ describe('presets', { timeout: 60_000 }, () => {
     }
     if (cfg.conditioning === 'lap') expect(model.poolWeightNames()).toEqual(['lap.projector.weight']);
     expect(c.manifest.outputs).toEqual([{ name: 'velocity', dtype: 'f32', shape: ['batch', cfg.dit.channels, 'h*2', 'w*2'] }]);
+  });
+
+  it.each([['ablation-5b', 5_086_175_296], ['unifusion-8b', 7_946_309_696]] as [string, number][])('inspect of the whole %s pipeline shows the DiT params (%d) apart from LAP and refiner', async (preset, dit) => {
+    const c = compileGraph(unifusionGraph.trace(preset), { weights: 'skeleton', preset });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uf-inspect-'));
+    try {
+      const info = await inspectModel((await writeCompiled(dir, c)).onnxPath);
+      const by = Object.fromEntries(info.parametersByPrefix.map((p) => [p.prefix, p.parameters]));
+      expect(by.dit).toBe(dit);
+      const sum = (pre: string) => c.manifest.params.filter((p) => p.name.startsWith(pre)).reduce((a, p) => a + (p.shape as number[]).reduce((x, y) => x * y, 1), 0);
+      expect(by.lap).toBe(sum('lap.'));
+      expect(by.refiner).toBe(sum('refiner.'));
+      expect(formatModelInfo(info)).toMatch(new RegExp(`dit +${dit.toLocaleString('en-US')} in`));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('graphs/lap.ts compiles per preset', () => {

@@ -48,6 +48,8 @@ export interface ModelInfo {
   initializers: number;
   /** Sum of initializer element counts (from dims, so external and skeleton weights count too). */
   parameters: number;
+  /** parameters by the first dotted segment of the initializer name ('dit', 'lap', 'layers', ...); '(other)': names without a dot (constants) */
+  parametersByPrefix: { prefix: string; parameters: number; tensors: number }[];
   externalData: ExternalDataFile[];
   externalBytes: number;
 }
@@ -129,6 +131,15 @@ export async function inspectModel(file: string): Promise<ModelInfo> {
   walk(g);
 
   const initNames = new Set((g.initializer ?? []).map((t) => t.name));
+  const groups = new Map<string, { parameters: number; tensors: number }>();
+  for (const t of initializers) {
+    const name = t.name ?? '';
+    const prefix = name.includes('.') ? name.slice(0, name.indexOf('.')) : '(other)';
+    const e = groups.get(prefix) ?? { parameters: 0, tensors: 0 };
+    e.parameters += numel(t.dims);
+    e.tensors++;
+    groups.set(prefix, e);
+  }
   const externalData = await externalFiles(path.dirname(file), initializers);
   return {
     file,
@@ -144,6 +155,7 @@ export async function inspectModel(file: string): Promise<ModelInfo> {
     ops: [...counts].map(([op, count]) => ({ op, count })).sort((a, b) => b.count - a.count || (a.op < b.op ? -1 : a.op > b.op ? 1 : 0)),
     initializers: initializers.length + sparse,
     parameters,
+    parametersByPrefix: [...groups].map(([prefix, e]) => ({ prefix, ...e })).sort((a, b) => b.parameters - a.parameters),
     externalData,
     externalBytes: externalData.reduce((s, f) => s + f.bytes, 0),
   };
@@ -209,6 +221,10 @@ export function formatModelInfo(m: ModelInfo): string {
   for (const o of m.ops) lines.push(`    ${pad(o.op, w)}  ${fmt(o.count)}`);
   lines.push(`  initializers: ${fmt(m.initializers)}`);
   lines.push(`  parameters:   ${fmt(m.parameters)}`);
+  if (m.parametersByPrefix.length > 1) {
+    const pw = Math.max(...m.parametersByPrefix.map((p) => p.prefix.length));
+    for (const p of m.parametersByPrefix) lines.push(`    ${pad(p.prefix, pw)}  ${fmt(p.parameters)} in ${fmt(p.tensors)} tensor${p.tensors === 1 ? '' : 's'}`);
+  }
   if (m.externalData.length === 0) lines.push('  external data: none');
   else {
     lines.push(`  external data: ${fmt(m.externalBytes)} bytes referenced in ${m.externalData.length} file${m.externalData.length > 1 ? 's' : ''}`);
