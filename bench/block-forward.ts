@@ -18,8 +18,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createInterface } from 'node:readline';
-import { argValue, BENCH_DIR, isMain, median, printJson, python, REPO_ROOT, round, waitQuiet } from './lib.ts';
+import { argValue, BENCH_DIR, isMain, median, printJson, python, REPO_ROOT, round, waitQuiet, Peer } from './lib.ts';
 
 export const CFG = { hidden: 512, heads: 8, kvHeads: 8, intermediate: 1408, batch: 4, seq: 256, ropeTheta: 10000 };
 export const THREADS = 2;
@@ -42,27 +41,6 @@ export interface BlockForwardResult {
   load: { busy_before_rounds: number[]; waited_s: number };
 }
 
-/** The Python peer in --serve mode: one JSON line per request. */
-class Peer {
-  private lines: AsyncIterator<string>;
-  private stderr = '';
-  constructor(private child: ReturnType<typeof spawn>) {
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
-    this.lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  }
-  async next<T>(): Promise<T> {
-    const r = await this.lines.next();
-    if (r.done) throw new Error(`the PyTorch peer exited early:\n${this.stderr.slice(-4000)}`);
-    return JSON.parse(r.value) as T;
-  }
-  async run(k: number): Promise<number[]> {
-    this.child.stdin!.write(`run ${k}\n`);
-    return (await this.next<{ ms: number[] }>()).ms;
-  }
-  close(): void {
-    this.child.stdin!.end('quit\n');
-  }
-}
 
 export async function blockForward(rounds = 10, perRound = 3, warmup = 5): Promise<BlockForwardResult> {
   const ort = await import('onnxruntime-node');

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -127,4 +128,31 @@ export async function waitQuiet(maxBusy = 0.15, timeoutMs = 180_000): Promise<Qu
     busy = await cpuBusy();
   }
   return { busy, waitedMs: performance.now() - t0, quiet: busy <= maxBusy };
+}
+
+/** A Python peer in --serve mode (bench/py/*.py): one request line on stdin, one JSON line back. */
+export class Peer {
+  private lines: AsyncIterator<string>;
+  private stderr = '';
+  constructor(private child: ReturnType<typeof spawn>) {
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    this.lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  }
+  /** the next JSON line (the peer's greeting, or the answer to a request) */
+  async next<T>(): Promise<T> {
+    const r = await this.lines.next();
+    if (r.done) throw new Error(`the PyTorch peer exited early:\n${this.stderr.slice(-4000)}`);
+    return JSON.parse(r.value) as T;
+  }
+  async request<T>(line: string): Promise<T> {
+    this.child.stdin!.write(line + '\n');
+    return this.next<T>();
+  }
+  /** `run K`: K timed iterations, their milliseconds */
+  async run(k: number): Promise<number[]> {
+    return (await this.request<{ ms: number[] }>(`run ${k}`)).ms;
+  }
+  close(): void {
+    this.child.stdin!.end('quit\n');
+  }
 }

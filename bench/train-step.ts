@@ -27,8 +27,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createInterface } from 'node:readline';
-import { argValue, BENCH_DIR, isMain, median, printJson, procStatusKB, python, REPO_ROOT, round, waitQuiet } from './lib.ts';
+import { argValue, BENCH_DIR, isMain, median, printJson, procStatusKB, python, REPO_ROOT, round, waitQuiet, Peer } from './lib.ts';
 import { matmulPeak, type MatmulPeakResult } from './matmul-peak.ts';
 
 export const CFG = { layers: 8, hidden: 512, heads: 8, intermediate: 1536, batch: 8, grid: [16, 16] as [number, number], ropeTheta: 10000 };
@@ -103,26 +102,6 @@ export interface ProfileSummary {
   top_nodes: { name: string; op: string; ms: number; shape?: string }[];
 }
 
-class Peer {
-  private lines: AsyncIterator<string>;
-  private stderr = '';
-  constructor(private child: ReturnType<typeof spawn>) {
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
-    this.lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  }
-  async next<T>(): Promise<T> {
-    const r = await this.lines.next();
-    if (r.done) throw new Error(`the PyTorch peer exited early:\n${this.stderr.slice(-4000)}`);
-    return JSON.parse(r.value) as T;
-  }
-  async request<T>(line: string): Promise<T> {
-    this.child.stdin!.write(line + '\n');
-    return this.next<T>();
-  }
-  close(): void {
-    this.child.stdin!.end('quit\n');
-  }
-}
 
 const mib = (kb: number) => round(kb / 1024, 1);
 

@@ -12,7 +12,7 @@
 //   npx unifusion train examples/train-unifusion-tiny.ts --steps 300 --out out/unifusion-tiny
 //   npx unifusion train examples/train-unifusion-tiny.ts --steps 600 --out out/unifusion-tiny --resume
 import { decoderConfigFromHF } from '../graphs/vlm/index.ts';
-import { PRESETS, VLMS } from '../graphs/presets.ts';
+import { PRESETS, TINY_QWEN2_CONFIG, VLMS } from '../graphs/presets.ts';
 import { decoderLMEncoder, sampleLogitNormal, uniFusionTrainStep, type UniFusionConfig } from '../graphs/unifusion.ts';
 import { defineTrainStep } from '../src/cli/train.ts';
 import { Rng } from '../src/ir/init.ts';
@@ -21,18 +21,7 @@ import { shuffledBatches } from '../runtime/trainer.ts';
 
 export const CONFIG: UniFusionConfig = PRESETS.tiny!;
 /** transformers config.json of the stand-in VLM (what `import-hf` would read) */
-export const TINY_VLM_CONFIG = {
-  model_type: 'qwen2',
-  vocab_size: VLMS.tiny.vocab,
-  hidden_size: VLMS.tiny.hidden,
-  intermediate_size: VLMS.tiny.intermediate,
-  num_hidden_layers: VLMS.tiny.layers,
-  num_attention_heads: VLMS.tiny.heads,
-  num_key_value_heads: VLMS.tiny.kvHeads,
-  rms_norm_eps: 1e-6,
-  rope_theta: VLMS.tiny.ropeTheta,
-  hidden_act: 'silu',
-};
+export const TINY_VLM_CONFIG = TINY_QWEN2_CONFIG;
 export const BATCH = 4;
 export const SEQ = 8;
 /** latent grid: 8 x 8 (= 4 x 4 patches of 2 x 2) */

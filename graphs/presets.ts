@@ -45,6 +45,23 @@ export const VLMS = {
   tiny: { name: 'tiny', layers: 4, hidden: 32, heads: 2, kvHeads: 1, headDim: 16, intermediate: 64, vocab: 64, ropeTheta: 10000 },
 } satisfies Record<string, VlmSpec>;
 
+/**
+ * transformers config.json of a Qwen2 with the tiny VLM's shapes: the stand-in encoder of the tiny
+ * preset when the VLM runs in the graph (graphs/vlm via decoderConfigFromHF), as `import-hf` reads it.
+ */
+export const TINY_QWEN2_CONFIG = {
+  model_type: 'qwen2',
+  vocab_size: VLMS.tiny.vocab,
+  hidden_size: VLMS.tiny.hidden,
+  intermediate_size: VLMS.tiny.intermediate,
+  num_hidden_layers: VLMS.tiny.layers,
+  num_attention_heads: VLMS.tiny.heads,
+  num_key_value_heads: VLMS.tiny.kvHeads,
+  rms_norm_eps: 1e-6,
+  rope_theta: VLMS.tiny.ropeTheta,
+  hidden_act: 'silu',
+};
+
 const paperDiT = { channels: 16, patch: 2, tdim: 256, theta: 10000, gate: false };
 
 export const PRESETS: Record<string, UniFusionConfig> = {

@@ -44,7 +44,7 @@ import unifusionGraph, {
 } from '../graphs/unifusion.ts';
 import ditGraph, { ditParamCount } from '../graphs/dit.ts';
 import lapGraph, { LAP_POOL_PARAM } from '../graphs/lap.ts';
-import { PRESETS, swigluWidth, tapsEvery, VLMS, withConditioning } from '../graphs/presets.ts';
+import { PRESETS, swigluWidth, tapsEvery, TINY_QWEN2_CONFIG, VLMS, withConditioning } from '../graphs/presets.ts';
 import { decoderConfigFromHF } from '../graphs/vlm/index.ts';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'unifusion');
@@ -223,18 +223,7 @@ describe('rectified-flow training (lap variant)', { timeout: 60_000 }, () => {
 });
 
 // tiny Qwen2 config for graphs/vlm's DecoderLM, shaped like VLMS.tiny
-const TINY_QWEN2 = {
-  model_type: 'qwen2',
-  vocab_size: VLMS.tiny.vocab,
-  hidden_size: VLMS.tiny.hidden,
-  intermediate_size: VLMS.tiny.intermediate,
-  num_hidden_layers: VLMS.tiny.layers,
-  num_attention_heads: VLMS.tiny.heads,
-  num_key_value_heads: VLMS.tiny.kvHeads,
-  rms_norm_eps: 1e-6,
-  rope_theta: VLMS.tiny.ropeTheta,
-  hidden_act: 'silu',
-};
+const TINY_QWEN2 = TINY_QWEN2_CONFIG;
 
 interface EncoderCase {
   make(cfg: UniFusionConfig): TapEncoder;
