@@ -17,7 +17,8 @@
 //                           last_hidden_state), L = num_hidden_layers.
 import { isStatic, type Dim } from '../../src/ir/dims.ts';
 import type { DType } from '../../src/ir/dtype.ts';
-import { concat, constant, Embedding, gelu, headMerge, headSplit, Linear, lowest, Module, range, silu, type Param, type Tensor } from '../../src/dsl/index.ts';
+import { concat, constant, Embedding, gelu, headMerge, headSplit, Linear, lowest, Module, range, silu, type GraphDefinition, type Param, type Tensor } from '../../src/dsl/index.ts';
+import type { Graph } from '../../src/ir/graph.ts';
 
 export class EncoderConfigError extends Error {
   override name = 'EncoderConfigError';
@@ -615,4 +616,31 @@ export function positionsFromMask(attentionMask: Tensor): Tensor {
 export function tokenMasks(attentionMask: Tensor): { text_mask: Tensor; pad_mask: Tensor } {
   const tok = keyMask(attentionMask);
   return { text_mask: tok, pad_mask: tok.not() };
+}
+
+/** What every encoder builder hands out (decoder LLMs, InternVL, T5): a traceable graph, its taps and its weights. */
+export interface EncoderGraph {
+  modelType: string;
+  /** the (language) model's layer count L: taps lie in 0..L */
+  numLayers: number;
+  /** sorted hidden_states indices */
+  taps: number[];
+  name: string;
+  /** output names in order: hidden_states.<i>..., then the token masks */
+  outputs: string[];
+  /** Trace the graph's body inside an active trace (declares the inputs); returns its outputs. */
+  build(): Record<string, Tensor>;
+  trace(): Graph;
+  /** a defineGraph value (preset 'default') for the CLI's compile */
+  definition: GraphDefinition<null> & { trace(preset?: string): Graph };
+  /** the graph's parameters exactly: name, shape, dtype */
+  expectedWeights(): { name: string; shape: number[]; dtype: DType }[];
+}
+
+/** An encoder whose checkpoint names are not its graph names plus a prefix (InternVL, T5). */
+export interface RenamingEncoderGraph extends EncoderGraph {
+  /** checkpoint name -> graph name (undefined: not used by the encoder) */
+  paramName(checkpointName: string): string | undefined;
+  /** graph name -> the checkpoint names it may be stored under, most likely first */
+  checkpointNames(graphName: string): string[];
 }

@@ -42,15 +42,15 @@
 //                       (t, h, w) positions).
 // Masks are causal + key padding (+ sliding window; Gemma-3 use_bidirectional_attention drops the causal
 // part), as transformers builds them from a 2D mask.
-import { defineGraph, dim, input, range, trace, type GraphDefinition, type Tensor } from '../../src/dsl/index.ts';
+import { defineGraph, dim, input, range, trace, type Tensor } from '../../src/dsl/index.ts';
 import type { DType } from '../../src/ir/dtype.ts';
 import type { Graph } from '../../src/ir/graph.ts';
-import { DecoderLM, EncoderConfigError, parseTaps, positionsFromMask, tokenMasks, type DecoderConfig, type Json, type TapSpec } from './common.ts';
+import { DecoderLM, EncoderConfigError, parseTaps, positionsFromMask, tokenMasks, type DecoderConfig, type EncoderGraph, type Json, type TapSpec } from './common.ts';
 import { gemma3ConfigFromHF } from './gemma3.ts';
 import { llamaConfigFromHF } from './llama.ts';
 import { qwen2_5VLConfigFromHF, qwen2ConfigFromHF, qwen3ConfigFromHF, qwen3VLConfigFromHF } from './qwen2.ts';
 
-export { DecoderLM, EncoderConfigError, parseTaps, positionsFromMask, tokenMasks, type DecoderCall, type DecoderConfig, type LayerKV, type TapSpec } from './common.ts';
+export { DecoderLM, EncoderConfigError, parseTaps, positionsFromMask, tokenMasks, type DecoderCall, type DecoderConfig, type EncoderGraph, type LayerKV, type RenamingEncoderGraph, type TapSpec } from './common.ts';
 
 export interface EncoderFamily {
   /** normalised config from a config.json object */
@@ -84,27 +84,12 @@ export interface EncoderOptions {
   name?: string;
 }
 
-export interface Encoder {
-  modelType: string;
+export interface Encoder extends EncoderGraph {
   config: DecoderConfig;
-  /** num_hidden_layers (L): taps lie in 0..L */
-  numLayers: number;
-  /** sorted hidden_states indices */
-  taps: number[];
   /** decoder layers in the graph (= the highest tap, or L) */
   layersBuilt: number;
-  name: string;
   options: Required<Omit<EncoderOptions, 'name'>>;
   hubPrefixes: string[];
-  /** output names in order: hidden_states.<i>..., text_mask, pad_mask */
-  outputs: string[];
-  /** Trace the graph's body inside an active trace (declares the inputs); returns its outputs. */
-  build(): Record<string, Tensor>;
-  trace(): Graph;
-  /** a defineGraph value (preset 'default') for the CLI's compile */
-  definition: GraphDefinition<null> & { trace(preset?: string): Graph };
-  /** the graph's parameters exactly: name, shape, dtype */
-  expectedWeights(): { name: string; shape: number[]; dtype: DType }[];
 }
 
 export function supportedModelTypes(): string[] {

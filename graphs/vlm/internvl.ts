@@ -21,11 +21,11 @@
 // Parameter names are InternVLModel's (transformers 5: `vision_tower.*`, `multi_modal_projector.*`,
 // `language_model.*` = the LLM's base-model names). internvlParamName() maps checkpoint names
 // of the Hub "-hf" layout (`language_model.model.*`) and of transformers-5 saves (`model.*`).
-import { defineGraph, dim, input, range, trace, type GraphDefinition, type Tensor } from '../../src/dsl/index.ts';
+import { defineGraph, dim, input, range, trace, type Tensor } from '../../src/dsl/index.ts';
 import { Module } from '../../src/dsl/module.ts';
 import type { DType } from '../../src/ir/dtype.ts';
 import type { Graph } from '../../src/ir/graph.ts';
-import { ConfigReader, DecoderLM, EncoderConfigError, keyMask, parseTaps, positionsFromMask, type DecoderConfig, type Json, type TapSpec } from './common.ts';
+import { ConfigReader, DecoderLM, EncoderConfigError, keyMask, parseTaps, positionsFromMask, type DecoderConfig, type Json, type RenamingEncoderGraph, type TapSpec } from './common.ts';
 import { decoderConfigFromHF } from './index.ts';
 import { InternViT, internViTConfigFromHF, InternVLProjector, pixelShuffle, type InternViTConfig, type VisionAct } from './internvit.ts';
 
@@ -164,23 +164,11 @@ export interface InternVLEncoderOptions {
   name?: string;
 }
 
-export interface InternVLEncoder {
+export interface InternVLEncoder extends RenamingEncoderGraph {
   modelType: 'internvl';
   config: InternVLConfig;
-  /** the LLM's num_hidden_layers: taps lie in 0..L */
-  numLayers: number;
-  taps: number[];
-  name: string;
-  outputs: string[];
+  /** image tokens per 448^2 tile */
   tokensPerTile: number;
-  build(): Record<string, Tensor>;
-  trace(): Graph;
-  definition: GraphDefinition<null> & { trace(preset?: string): Graph };
-  expectedWeights(): { name: string; shape: number[]; dtype: DType }[];
-  /** checkpoint name -> graph name (undefined: not used) */
-  paramName(checkpointName: string): string | undefined;
-  /** graph name -> the checkpoint names it may be stored under, most likely first */
-  checkpointNames(graphName: string): string[];
 }
 
 /** The InternVL encoder graph for a config.json object (model_type "internvl"). */

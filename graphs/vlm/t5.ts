@@ -17,11 +17,11 @@
 // Lower precision: as transformers, `wo` stays fp32 under fp16 (_keep_in_fp32_modules),
 // which turns the residual stream fp32 after the first FFN; the fp16 inf-clamping of
 // T5Block is not reproduced (it only acts once values overflow). Softmax runs in f32.
-import { constant, defineGraph, dim, Embedding, gelu, headMerge, headSplit, input, Linear, lowest, Module, range, silu, trace, type GraphDefinition, type Param, type Tensor } from '../../src/dsl/index.ts';
+import { constant, defineGraph, dim, Embedding, gelu, headMerge, headSplit, input, Linear, lowest, Module, range, silu, trace, type Param, type Tensor } from '../../src/dsl/index.ts';
 import type { Dim } from '../../src/ir/dims.ts';
 import type { DType } from '../../src/ir/dtype.ts';
 import type { Graph } from '../../src/ir/graph.ts';
-import { ConfigReader, EncoderConfigError, keyMask, parseTaps, tokenMasks, type Json, type TapSpec } from './common.ts';
+import { ConfigReader, EncoderConfigError, keyMask, parseTaps, tokenMasks, type Json, type RenamingEncoderGraph, type TapSpec } from './common.ts';
 
 export type T5Act = 'gelu_new' | 'gelu' | 'gelu_pytorch_tanh' | 'relu' | 'silu';
 
@@ -318,25 +318,11 @@ export interface T5EncoderOptions {
   name?: string;
 }
 
-export interface T5Encoder {
+export interface T5Encoder extends RenamingEncoderGraph {
   modelType: 't5';
   config: T5Config;
-  /** num_layers (L): taps lie in 0..L */
-  numLayers: number;
-  taps: number[];
-  name: string;
-  /** hidden_states.<i>..., text_mask, pad_mask */
-  outputs: string[];
   /** checkpoint prefixes of the names: T5EncoderModel and T5ForConditionalGeneration files both use none */
   hubPrefixes: string[];
-  build(): Record<string, Tensor>;
-  trace(): Graph;
-  definition: GraphDefinition<null> & { trace(preset?: string): Graph };
-  expectedWeights(): { name: string; shape: number[]; dtype: DType }[];
-  /** checkpoint name -> graph name (undefined: not used by the encoder) */
-  paramName(checkpointName: string): string | undefined;
-  /** graph name -> the checkpoint names it may be stored under, most likely first */
-  checkpointNames(graphName: string): string[];
 }
 
 /**
