@@ -420,9 +420,11 @@ export class Trainer {
     return out;
   }
 
-  /** Write the params (and EMA) to a safetensors file, atomically. */
-  async exportParams(file: string): Promise<void> {
-    writeSafetensors(file, await this.params(), { step: String(this.iter), updates: String(this.updates), config_hash: this.configHash, name: this.spec.name });
+  /** Write the params (and EMA) to a safetensors file, atomically; returns what it wrote. */
+  async exportParams(file: string): Promise<Map<string, HostTensor>> {
+    const params = await this.params();
+    writeSafetensors(file, params, { step: String(this.iter), updates: String(this.updates), config_hash: this.configHash, name: this.spec.name });
+    return params;
   }
 
   /** Release the session and close the metrics file. Idempotent. */

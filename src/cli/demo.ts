@@ -9,19 +9,20 @@
 // Everything it makes stays in --out.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { compileGraph, writeCompiled } from '../compiler.ts';
 import { trace } from '../dsl/index.ts';
 import { evaluate } from '../ir/evaluate.ts';
 import { Rng } from '../ir/init.ts';
-import type { RefTensor } from '../ir/ref.ts';
-import { fromFloat64, toFloat64, type HostTensor } from '../io/host.ts';
+import { fromFloat64, numel, toFloat64, toRefTensor, type HostTensor } from '../io/host.ts';
 import { writeSafetensors } from '../io/safetensors.ts';
 import { Session } from '../../runtime/session.ts';
-import { Trainer } from '../../runtime/trainer.ts';
-import { warmupCosine } from '../../runtime/schedule.ts';
 import { decoderLMEncoder, uniFusionForward } from '../../graphs/unifusion.ts';
 import { decoderConfigFromHF } from '../../graphs/vlm/index.ts';
 import trainDef, { BATCH, CONFIG, dataset, LATENT, SEQ, TINY_VLM_CONFIG } from '../../examples/train-unifusion-tiny.ts';
+import { trainCommand } from './train.ts';
+
+const TRAIN_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples/train-unifusion-tiny.ts');
 
 export interface DemoOptions {
   out: string;
@@ -59,39 +60,18 @@ export async function demoCommand(opts: DemoOptions): Promise<DemoResult> {
   fs.mkdirSync(out, { recursive: true });
   const device = opts.device ?? 'cpu';
 
-  // 1. train
-  const t0 = performance.now();
-  const step = trainDef.compile();
-  const nTrain = step.spec.params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
-  say(`1. compiled the tiny UniFusion train step (frozen tiny Qwen2 taps ${CONFIG.taps.join(', ')} -> LAP -> refiner -> DiT ${CONFIG.dit.depth} x ${CONFIG.dit.hidden}; AdamW): ${nTrain.toLocaleString('en-US')} trainable params, ${step.spec.frozen.length} frozen tensors, ${step.emitted.model.graph!.node!.length} ONNX nodes in ${(performance.now() - t0).toFixed(0)} ms`);
-  const d = trainDef.defaults!;
+  // 1. train: the `unifusion train` path on the example file
   const trainDir = path.join(out, 'train');
   fs.rmSync(trainDir, { recursive: true, force: true });
-  const trainer = await Trainer.create(step, {
-    data: trainDef.data,
-    device,
-    lr: warmupCosine({ lr: d.lr!, warmup: d.warmup!, totalSteps: steps, minLr: d.minLr }),
-    seed: 0,
-    checkpointDir: path.join(trainDir, 'checkpoints'),
-    checkpointEvery: 100,
-    keepLast: 1,
-    metricsPath: path.join(trainDir, 'metrics.jsonl'),
-    progress: opts.quiet ? false : 'auto',
-  });
-  let params: Map<string, HostTensor>;
-  let losses: number[];
-  const t1 = performance.now();
-  try {
-    const recs = await trainer.train(steps);
-    losses = recs.filter((r) => !r.rejected).map((r) => r.loss);
-    params = await trainer.params();
-    await trainer.exportParams(path.join(trainDir, 'params.safetensors'));
-  } finally {
-    await trainer.close();
-  }
+  const run = await trainCommand(TRAIN_FILE, { steps, out: trainDir, device, quiet: true, progress: opts.quiet ? false : undefined });
+  const step = run.compiled;
+  const params = run.params;
+  const losses = run.records.filter((r) => !r.rejected).map((r) => r.loss);
+  const nTrain = step.spec.params.reduce((a, p) => a + numel(p.shape), 0);
+  say(`1. compiled the tiny UniFusion train step (frozen tiny Qwen2 taps ${CONFIG.taps.join(', ')} -> LAP -> refiner -> DiT ${CONFIG.dit.depth} x ${CONFIG.dit.hidden}; AdamW): ${nTrain.toLocaleString('en-US')} trainable params, ${step.spec.frozen.length} frozen tensors, ${step.emitted.model.graph!.node!.length} ONNX nodes in ${run.compileMs.toFixed(0)} ms`);
   const k = Math.min(20, Math.floor(losses.length / 2));
   const lossFirst = mean(losses.slice(0, k)), lossLast = mean(losses.slice(-k));
-  say(`2. trained ${steps} steps (batch ${BATCH}, rectified flow, fresh noise and logit-normal t per step) in ${((performance.now() - t1) / 1000).toFixed(1)} s: mean loss of the first ${k} steps ${lossFirst.toFixed(3)} -> last ${k} ${lossLast.toFixed(3)}`);
+  say(`2. trained ${steps} steps (batch ${BATCH}, rectified flow, fresh noise and logit-normal t per step) in ${run.records.reduce((a, r) => a + r.dt, 0).toFixed(1)} s: mean loss of the first ${k} steps ${lossFirst.toFixed(3)} -> last ${k} ${lossLast.toFixed(3)}`);
   say(`   -> ${rel(trainDir)}/ (params.safetensors, checkpoints/, metrics.jsonl)`);
   if (!(lossLast < 0.8 * lossFirst)) throw new Error(`demo: the training loss did not fall (${lossFirst} -> ${lossLast})`);
 
@@ -124,9 +104,8 @@ export async function demoCommand(opts: DemoOptions): Promise<DemoResult> {
   const samples = new Float64Array(P * n);
   try {
     const got = toFloat64((await session.run(check)).velocity!);
-    const refFeeds: Record<string, RefTensor> = {};
-    for (const [key, v] of Object.entries(check)) refFeeds[key] = { dtype: v.dtype, shape: v.shape, data: toFloat64(v) };
-    const refParams = new Map<string, RefTensor>([...params].map(([key, v]) => [key, { dtype: v.dtype, shape: v.shape, data: toFloat64(v) }]));
+    const refFeeds = Object.fromEntries(Object.entries(check).map(([key, v]) => [key, toRefTensor(v)]));
+    const refParams = new Map([...params].map(([key, v]) => [key, toRefTensor(v)]));
     const want = evaluate(compiled.graph, refFeeds, { params: refParams }).velocity!.data;
     let maxAbs = 0, maxRef = 0;
     for (let i = 0; i < got.length; i++) (maxAbs = Math.max(maxAbs, Math.abs(got[i]! - want[i]!))), (maxRef = Math.max(maxRef, Math.abs(want[i]!)));

@@ -14,7 +14,8 @@ import { pathToFileURL } from 'node:url';
 import type { DType } from '../ir/dtype.ts';
 import type { Tensor } from '../dsl/tensor.ts';
 import { compileTrainStep, type AdamWOptions, type BatchTensorSpec, type CompiledTrainStep } from '../train/step.ts';
-import type { DataSource } from '../../runtime/trainer.ts';
+import type { DataSource, StepRecord } from '../../runtime/trainer.ts';
+import type { HostTensor } from '../io/host.ts';
 
 export const TRAIN_DEFINITION = Symbol.for('unifusion.train-definition');
 
@@ -94,7 +95,16 @@ function num(flag: string, v: string | number | undefined, fallback: number | un
   return n;
 }
 
-export async function trainCommand(file: string, opts: TrainCommandOptions): Promise<void> {
+export interface TrainRunResult {
+  compiled: CompiledTrainStep;
+  compileMs: number;
+  /** iterations run by this call (none when the checkpoint was already at --steps) */
+  records: StepRecord[];
+  /** the trained params (and EMA), as written to <out>/params.safetensors */
+  params: Map<string, HostTensor>;
+}
+
+export async function trainCommand(file: string, opts: TrainCommandOptions): Promise<TrainRunResult> {
   const def = await loadTrainFile(file);
   const d = def.defaults ?? {};
   const steps = num('steps', opts.steps, d.steps, 'posint');
@@ -140,8 +150,9 @@ export async function trainCommand(file: string, opts: TrainCommandOptions): Pro
     const recs = await trainer.train(steps);
     const trainS = (performance.now() - t1) / 1000;
     const paramsPath = path.join(out, 'params.safetensors');
-    await trainer.exportParams(paramsPath);
-    if (opts.quiet || recs.length === 0) return;
+    const params = await trainer.exportParams(paramsPath);
+    const result = { compiled, compileMs, records: recs, params };
+    if (opts.quiet || recs.length === 0) return result;
     const ok = recs.filter((r) => !r.rejected);
     const rel = (p: string) => path.relative(process.cwd(), p) || p;
     const lines = [
@@ -150,6 +161,7 @@ export async function trainCommand(file: string, opts: TrainCommandOptions): Pro
       `  params: ${rel(paramsPath)}; checkpoints: ${rel(path.join(out, 'checkpoints'))}; metrics: ${rel(path.join(out, 'metrics.jsonl'))}`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
+    return result;
   } finally {
     await trainer.close();
   }

@@ -1,4 +1,5 @@
 // Host-side tensors: the one currency between safetensors files, the runtime and tests.
+import type { RefTensor } from '../ir/ref.ts';
 import { DTYPE_INFO, type DType, f16BitsToF32, bf16BitsToF32, f32ToF16Bits, f32ToBf16Bits } from '../ir/dtype.ts';
 
 /** Storage per dtype. f16/bf16 hold raw bits; bool holds 0/1 bytes. */
@@ -75,6 +76,11 @@ export function toFloat64(t: HostTensor): Float64Array {
 }
 
 /** Build a host tensor of `dtype` from doubles (rounding/encoding as storing would). */
+/** The float64 reference interpreter's view of a host tensor (values widened to float64). */
+export function toRefTensor(t: HostTensor): RefTensor {
+  return { dtype: t.dtype, shape: [...t.shape], data: toFloat64(t) };
+}
+
 export function fromFloat64<D extends DType>(dtype: D, shape: number[], values: ArrayLike<number>): HostTensor<D> {
   const n = numel(shape);
   if (values.length !== n) throw new Error(`fromFloat64: ${values.length} values for shape [${shape}]`);
