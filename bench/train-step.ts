@@ -217,6 +217,7 @@ export async function trainStep(rounds = 6, perRound = 1, warmup = 3, budgetMs =
   const { encodeModel } = await import('../codegen/onnx/proto.ts');
   const { Rng } = await import('../src/ir/init.ts');
   const { writeSafetensors } = await import('../src/io/safetensors.ts');
+  const { numel } = await import('../src/io/host.ts');
   type HostTensor = import('../src/io/host.ts').HostTensor;
 
   class DiTStack extends Module {
@@ -253,10 +254,10 @@ export async function trainStep(rounds = 6, perRound = 1, warmup = 3, budgetMs =
   const opCounts: Record<string, number> = {};
   for (const n of step.emitted.model.graph!.node!) opCounts[n.opType!] = (opCounts[n.opType!] ?? 0) + 1;
   const init = step.initialState();
-  const nParams = step.spec.params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+  const nParams = step.spec.params.reduce((a, p) => a + numel(p.shape), 0);
 
   const rng = new Rng(4321);
-  const n = shape.reduce((a, b) => a * b, 1);
+  const n = numel(shape);
   const xData = new Float32Array(n), tData = new Float32Array(n);
   for (let i = 0; i < n; i++) xData[i] = rng.normal();
   for (let i = 0; i < n; i++) tData[i] = rng.normal();
