@@ -26,7 +26,7 @@ async function setup(name: string, taps?: string) {
   sessions.push(session);
   const ids = io(f, 'input_ids'), mask = io(f, 'attention_mask');
   const prompts = Array.from({ length: ids.shape[0]! }, (_, b) => rowOf(ids, b, mask));
-  let imageFeatures;
+  let imageFeatures: import("../src/io/host.ts").HostTensor | undefined;
   if (name === 'internvl') {
     const vs = await visionSession(f);
     sessions.push(vs);
