@@ -14,7 +14,7 @@
 //   - alpha flattened onto white (what transformers' convert_to_rgb does), palette expanded,
 //     grey / CMYK / 16-bit converted to 8-bit sRGB.
 import * as fs from 'node:fs';
-import sharp from 'sharp';
+import sharp, { type Metadata } from 'sharp';
 
 export class ImageError extends Error {
   override name = 'ImageError';
@@ -60,7 +60,7 @@ export async function decodeImage(input: string | Uint8Array, opts: DecodeOption
   } else bytes = input;
   if (bytes.byteLength === 0) throw new ImageError(`image '${source}' is empty`);
 
-  let meta: sharp.Metadata;
+  let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: false, failOn: 'warning' }).metadata();
   } catch (e) {
