@@ -37,6 +37,8 @@ export interface GenerateOptions {
   collectTaps?: boolean;
   /** called with each row's new token, in row order, every step */
   onToken?: (row: number, id: number) => void;
+  /** one sampling seed per prompt (default: the settings' seed, one stream per row) */
+  rowSeeds?: readonly number[];
   /** InternVL: image features f32 [N, hidden] for the prompts' image tokens, in order */
   imageFeatures?: HostTensor;
   /**
@@ -90,7 +92,8 @@ export async function generate(model: DecoderModel, prompts: readonly (readonly 
   if (o.stopStrings?.length && !o.decode) throw new GenerationError('stop strings need a decode function');
   const right = o.padding === 'right';
   const S = Math.max(...prompts.map((p) => p.length));
-  const sampler = new TokenSampler(o.sampling);
+  if (o.rowSeeds && o.rowSeeds.length !== B) throw new GenerationError(`${o.rowSeeds.length} row seeds for ${B} prompts`);
+  const sampler = new TokenSampler(o.sampling, o.rowSeeds);
   const L = t.layers;
   const taps = o.collectTaps ? [...model.taps] : [];
   if (o.collectTaps && taps.length === 0) throw new GenerationError('the generation graph outputs no hidden-state taps');
@@ -180,7 +183,7 @@ export async function generate(model: DecoderModel, prompts: readonly (readonly 
     all.map((b) => {
       const r = rows[b]!;
       if (done[b]) return [o.padId, -1];
-      const id = sampler.next(logitsRow(lg, b), o.sampling.repetitionPenalty !== 1 ? [...r.prompt, ...r.tokens] : []);
+      const id = sampler.next(logitsRow(lg, b), o.sampling.repetitionPenalty !== 1 ? [...r.prompt, ...r.tokens] : [], b);
       r.tokens.push(id);
       o.onToken?.(b, id);
       if (stopIds.has(id)) [done[b], r.finish, r.kept] = [true, 'stop', r.tokens.length - 1];

@@ -73,6 +73,8 @@ export interface GenerationSettings {
 }
 
 export interface ConditionOptions extends GenerationSettings {
+  /** a sampling seed per request (default: `seed`, one stream per row) */
+  seeds?: number[];
   rewrite: boolean;
   tapsFrom?: 'decode' | 'final-pass';
   /** without rewrite: keep the template's fixed prefix / suffix tokens in the condition */
@@ -292,7 +294,8 @@ export class VlmPackage {
     const max = o.rewrite ? this.maxNew(o, Math.max(0, ...built.map((p) => p.ids.length))) : 0;
     const prompts = built.map((p, j) => this.fit(p, max, o.truncate, live[j]!));
     const ids = prompts.map((p) => p.ids);
-    const base = { ...this.generateOptions(o, max, sampling), imageFeatures: features };
+    if (o.seeds && o.seeds.length !== reqs.length) throw new VlmError(`${o.seeds.length} seeds for ${reqs.length} requests`);
+    const base = { ...this.generateOptions(o, max, sampling), imageFeatures: features, rowSeeds: o.seeds ? live.map((b) => o.seeds![b]!) : undefined };
 
     const rows: ConditionRow[] = reqs.map(() => ({ taps: new Map(), select: [] }));
     const rewritten: (string | undefined)[] = reqs.map((_, b) => (empty[b] ? '' : undefined));

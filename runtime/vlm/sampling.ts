@@ -112,17 +112,25 @@ export function processLogits(logits: ArrayLike<number>, seen: Iterable<number>,
   return x;
 }
 
-/** Picks tokens row by row from one RNG stream (seeded), so a run is reproducible for its seed and batch. */
+/**
+ * Picks tokens with one seeded RNG stream per row (row r: seed `rowSeeds[r]`, default the
+ * settings' seed with the row number as stream), so a row's draws do not depend on the other rows
+ * of its batch: a dataset encoded in batches of 8 or of 1 samples the same tokens (up to float
+ * rounding of the logits).
+ */
 export class TokenSampler {
-  private readonly rng: Rng;
-  constructor(readonly settings: SamplingSettings) {
-    this.rng = new Rng(settings.seed, 'unifusion-sampling');
+  private readonly rngs = new Map<number, Rng>();
+  constructor(readonly settings: SamplingSettings, private readonly rowSeeds?: readonly number[]) {}
+  private rng(row: number): Rng {
+    let r = this.rngs.get(row);
+    if (!r) this.rngs.set(row, (r = this.rowSeeds ? new Rng(this.rowSeeds[row] ?? this.settings.seed, 'unifusion-sampling') : new Rng(this.settings.seed, `unifusion-sampling-${row}`)));
+    return r;
   }
-  next(logits: ArrayLike<number>, seen: Iterable<number>): number {
+  next(logits: ArrayLike<number>, seen: Iterable<number>, row = 0): number {
     const x = processLogits(logits, seen, this.settings);
     if (!this.settings.doSample) return argmax(x);
     const p = softmax(x);
-    const u = this.rng.uniform();
+    const u = this.rng(row).uniform();
     let cum = 0;
     let last = 0;
     for (let i = 0; i < p.length; i++) {
