@@ -66,6 +66,9 @@ describe('unifusion rewrite', () => {
     const long = await cli('rewrite', '--model', model, 'red circle '.repeat(150), '--max-new-tokens', '4');
     expect(long.code).toBe(1);
     expect(long.stderr).toMatch(/^error: prompt 0 is \d+ tokens \+ 4 new tokens = \d+, longer than the model's context of 256 tokens \(use truncate \/ --truncate/);
+    const tv = await cli('rewrite', '--model', model, 'a cat', '--template-var', 'enable_thinking=false');
+    expect(tv.code).toBe(1);
+    expect(tv.stderr).toMatch(/^error: .*unknown chat template variable 'enable_thinking'/);
     const none = await cli('rewrite', '--model', path.join(root, 'nope'), 'a cat');
     expect(none.stderr).toMatch(/^error: .*nope is not a VLM package: no manifest.json/);
   });
@@ -98,7 +101,8 @@ describe('unifusion encode: the feature cache', () => {
     expect(cache.index.complete).toBe(true);
     expect(cache.index.records.map((x) => x.id)).toEqual(['a', 'b', 'c', 'd', 'e']);
     expect(cache.index.records[2]!.tokens).toBe(0);
-    const lib = await vlm.condition(RECORDS.map((x) => ({ prompt: (x as Record<string, string>).caption ?? (x as Record<string, string>).instruction ?? (x as Record<string, string>).prompt ?? (x as Record<string, string>).text! })), { rewrite: false });
+    const text = (x: Record<string, string | undefined>) => x.caption ?? x.instruction ?? x.prompt ?? x.text ?? '';
+    const lib = await vlm.condition(RECORDS.map((x) => ({ prompt: text(x) })), { rewrite: false });
     for (let k = 0; k < 5; k++) {
       const rec = cache.record(k);
       expect(rec.get(1)!.shape).toEqual([lib.lengths[k], 32]);

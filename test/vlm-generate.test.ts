@@ -12,7 +12,14 @@ import { processLogits, repetitionPenalty, samplingSettings, SamplingError, soft
 import { VlmTokenizer } from '../runtime/vlm/tokenizer.ts';
 import { toFloat64 } from '../src/io/host.ts';
 import type { Session } from '../runtime/session.ts';
-import { generationSession, genFixture, io, rowOf, visionSession } from './helpers/vlm.ts';
+import { generationSession, genFixture, io, rowOf, sessionOf, visionSession } from './helpers/vlm.ts';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildGenerationGraph } from '../graphs/vlm/generation.ts';
+import { readSafetensors } from '../src/io/safetensors.ts';
+import { fromFloat64, numel, type HostTensor } from '../src/io/host.ts';
+import { Rng } from '../src/ir/init.ts';
 
 const CASES = ['qwen2', 'qwen3', 'llama', 'gemma3', 'internvl'];
 const sessions: Session[] = [];
@@ -224,5 +231,77 @@ describe('stops, streaming and limits', () => {
     await expect(generate(model, [[1, 99999]], opts())).rejects.toThrow(GenerationError);
     const r = await generate(model, prompts, opts({ maxNewTokens: 0 }));
     expect(r.rows.every((row) => row.tokens.length === 0)).toBe(true);
+  });
+});
+
+describe('the generation graph at prefill equals transformers on every decoder family (test/fixtures/vlm-text)', () => {
+  const TEXT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'vlm-text');
+  it.each(['qwen2', 'qwen2_5_vl_text', 'qwen3', 'qwen3_vl_text', 'llama3', 'gemma3_text'])('%s: every hidden state (M-RoPE: explicit [3, B, S] position_ids)', async (name) => {
+    const dir = path.join(TEXT, name);
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const weights = readSafetensors(path.join(dir, 'model.safetensors')).tensors;
+    const fx = readSafetensors(path.join(dir, 'io.safetensors')).tensors;
+    const g = buildGenerationGraph(config, { taps: 'every:1:0' });
+    const graph = g.trace();
+    const rng = new Rng(3);
+    const pv = new Map<string, HostTensor>();
+    for (const p of graph.params()) {
+      const c = g.checkpointNames(p.params.name).find((n) => weights.has(n));
+      // base-model fixtures have no LM head: any values do (logits are not compared here)
+      pv.set(p.params.name, c ? weights.get(c)! : fromFloat64('f32', [...p.params.shape], Float64Array.from({ length: numel(p.params.shape) }, () => rng.normal())));
+    }
+    const s = await sessionOf(graph, pv);
+    sessions.push(s);
+    const ids = fx.get('input_ids')!, mask = fx.get('attention_mask')!;
+    const [B, S] = ids.shape as [number, number];
+    const cfg = g.config.text;
+    let positions: HostTensor, prefix: string;
+    if (g.config.mrope) (positions = fx.get('position_ids')!), (prefix = 'input_positions.');
+    else {
+      const pos = new BigInt64Array(B * S);
+      for (let b = 0; b < B; b++) {
+        let c = 0;
+        for (let j = 0; j < S; j++) pos[b * S + j] = Number(mask.data[b * S + j]) ? BigInt(c++) : 1n;
+      }
+      (positions = { dtype: 'i64', shape: [B, S], data: pos }), (prefix = 'mask_positions.');
+    }
+    const feeds: Record<string, HostTensor> = { input_ids: ids, attention_mask: mask, position_ids: positions };
+    for (let l = 0; l < cfg.layers; l++) for (const n of [PAST_KEY(l), PAST_VALUE(l)]) feeds[n] = { dtype: 'f32', shape: [B, cfg.kvHeads, 0, cfg.headDim], data: new Float32Array(0) };
+    const out = await s.run(feeds);
+    const valid = fx.get('valid_mask')!;
+    for (const i of g.taps) {
+      const want = toFloat64(fx.get(`${prefix}hidden_states.${i}`)!), got = toFloat64(out[`hidden_states.${i}`]!);
+      let num = 0, den = 0;
+      for (let k = 0; k < want.length; k++) {
+        if (i > 0 && !valid.data[Math.floor(k / cfg.hidden)]) continue;
+        (num = Math.max(num, Math.abs(got[k]! - want[k]!))), (den = Math.max(den, Math.abs(want[k]!)));
+      }
+      expect(num / den, `${name} hidden_states.${i}`).toBeLessThanOrEqual(1e-4);
+    }
+    expect(out.logits!.shape).toEqual([B, 1, cfg.vocab]);
+    expect(out[PRESENT_KEY(0)]!.shape).toEqual([B, cfg.kvHeads, S, cfg.headDim]);
+
+    // the decode loop's positions (three equal streams for M-RoPE text): greedy with the cache
+    // equals greedy by full recomputation, on the left-padded batch
+    const prompts = Array.from({ length: B }, (_, b) => rowOf(ids, b, mask));
+    const r = await generate({ session: s, cfg: g.config, taps: g.taps }, prompts, { maxNewTokens: 4, sampling: samplingSettings({}), stopIds: [], padId: 0 });
+    for (let b = 0; b < B; b++) {
+      const seq = [...prompts[b]!];
+      for (let t = 0; t < 4; t++) {
+        const n = seq.length;
+        const p = Array.from({ length: n }, (_, j) => BigInt(j));
+        const f: Record<string, HostTensor> = {
+          input_ids: { dtype: 'i64', shape: [1, n], data: BigInt64Array.from(seq.map(BigInt)) },
+          attention_mask: { dtype: 'i64', shape: [1, n], data: new BigInt64Array(n).fill(1n) },
+          position_ids: g.config.mrope ? { dtype: 'i64', shape: [3, 1, n], data: BigInt64Array.from([...p, ...p, ...p]) } : { dtype: 'i64', shape: [1, n], data: BigInt64Array.from(p) },
+        };
+        for (let l = 0; l < cfg.layers; l++) for (const k of [PAST_KEY(l), PAST_VALUE(l)]) f[k] = { dtype: 'f32', shape: [1, cfg.kvHeads, 0, cfg.headDim], data: new Float32Array(0) };
+        const lg = (await s.run(f, ['logits'])).logits!.data as Float32Array;
+        let best = 0;
+        for (let v = 1; v < lg.length; v++) if (lg[v]! > lg[best]!) best = v;
+        seq.push(best);
+      }
+      expect(r.rows[b]!.tokens, `${name} row ${b}`).toEqual(seq.slice(prompts[b]!.length));
+    }
   });
 });

@@ -86,6 +86,7 @@ export interface CacheSettings {
   seed?: number;
   truncate?: boolean;
   keepTemplate?: boolean;
+  templateVars?: Record<string, unknown>;
 }
 
 export interface CacheIndex {
@@ -118,7 +119,7 @@ export async function encodeDataset(pkg: VlmPackage, datasetPath: string, out: R
   const batch = o.batchSize ?? 8;
   const per = o.shardRecords ?? 256;
   for (const [k, v] of [['batch size', batch], ['shard records', per]] as const) if (!Number.isSafeInteger(v) || v < 1) throw new DatasetError(`${k} must be an integer >= 1, got ${v}`);
-  const settings: CacheSettings = { rewrite: o.rewrite, systemPrompt: o.systemPrompt, maxNewTokens: o.maxNewTokens, temperature: o.temperature, topP: o.topP, topK: o.topK, seed: o.seed, truncate: o.truncate, keepTemplate: o.keepTemplate };
+  const settings: CacheSettings = { rewrite: o.rewrite, systemPrompt: o.systemPrompt, maxNewTokens: o.maxNewTokens, temperature: o.temperature, topP: o.topP, topK: o.topK, seed: o.seed, truncate: o.truncate, keepTemplate: o.keepTemplate, templateVars: o.templateVars };
   const fresh: CacheIndex = {
     format: 'unifusion-feature-cache',
     version: 1,
@@ -142,7 +143,7 @@ export async function encodeDataset(pkg: VlmPackage, datasetPath: string, out: R
   }
   let done = index.shards.reduce((a, s) => a + s.count, 0);
   o.onProgress?.(done, records.length);
-  const cond: ConditionOptions = { rewrite: o.rewrite, systemPrompt: o.systemPrompt, maxNewTokens: o.maxNewTokens, temperature: o.temperature, topP: o.topP, topK: o.topK, truncate: o.truncate, keepTemplate: o.keepTemplate };
+  const cond: ConditionOptions = { rewrite: o.rewrite, systemPrompt: o.systemPrompt, maxNewTokens: o.maxNewTokens, temperature: o.temperature, topP: o.topP, topK: o.topK, truncate: o.truncate, keepTemplate: o.keepTemplate, templateVars: o.templateVars };
   const maxBytes = o.shardBytes ?? 512 * 2 ** 20;
   let tensors = new Map<string, HostTensor>();
   let meta: CacheIndex['records'] = [];

@@ -6,6 +6,7 @@ import { RunDir } from '../io/outdir.ts';
 import { checkSetting } from '../../runtime/vlm/sampling.ts';
 import { VlmPackage } from '../../runtime/vlm/index.ts';
 import { encodeDataset } from '../../runtime/vlm/feature-cache.ts';
+import { templateVars } from './rewrite.ts';
 
 export interface EncodeCommandOptions {
   model: string;
@@ -27,6 +28,7 @@ export interface EncodeCommandOptions {
   device?: string;
   threads?: string;
   progress?: boolean;
+  templateVar?: string[];
 }
 
 const num = (flag: string, v: string | undefined, range: Parameters<typeof checkSetting>[2]) => (v === undefined ? undefined : checkSetting(flag, v, range));
@@ -44,6 +46,7 @@ export async function encodeCommand(o: EncodeCommandOptions): Promise<void> {
     shardRecords: num('--shard-records', o.shardRecords, { min: 1, integer: true }),
     truncate: o.truncate,
     keepTemplate: o.keepTemplate,
+    templateVars: templateVars(o.templateVar),
   };
   const threads = num('--threads', o.threads, { min: 1, integer: true });
   const out = await RunDir.open({ out: o.out, command: 'encode', resume: o.resume, force: o.force, inputs: [{ path: o.model, what: '--model' }, { path: o.dataset, what: '--dataset' }] });

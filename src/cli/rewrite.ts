@@ -23,6 +23,25 @@ export interface RewriteCommandOptions {
   threads?: string;
   /** condition on the prompt itself (no generation) */
   rewrite?: boolean;
+  templateVar?: string[];
+}
+
+/** --template-var key=value pairs; values parsed as JSON where they are JSON (false, 3, "x"), else kept as strings. */
+export function templateVars(pairs: readonly string[] | undefined): Record<string, unknown> | undefined {
+  if (!pairs?.length) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const p of pairs) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(p);
+    if (!m) throw new Error(`--template-var '${p}' is not key=value (key: a template variable name)`);
+    let v: unknown = m[2];
+    try {
+      v = JSON.parse(m[2]!);
+    } catch {
+      /* a plain string */
+    }
+    out[m[1]!] = v;
+  }
+  return out;
 }
 
 const num = (flag: string, v: string | undefined, range: Parameters<typeof checkSetting>[2]) => (v === undefined ? undefined : checkSetting(flag, v, range));
@@ -34,13 +53,14 @@ export async function rewriteCommand(prompt: string, o: RewriteCommandOptions): 
   const topK = num('--top-k', o.topK, { min: 0, integer: true });
   const seed = num('--seed', o.seed, { min: 0, max: 2 ** 32 - 1, integer: true });
   const threads = num('--threads', o.threads, { min: 1, integer: true });
+  const vars = templateVars(o.templateVar);
   const images = o.image ?? [];
   const vlm = await VlmPackage.load(o.model, { device: o.device, intraOpThreads: threads });
   try {
     const rewrite = o.rewrite ?? true;
     let streamed = false;
     const c = await vlm.condition([{ prompt, images }], {
-      rewrite, systemPrompt: o.systemPrompt, maxNewTokens, temperature, topP, topK, seed, truncate: o.truncate,
+      rewrite, systemPrompt: o.systemPrompt, maxNewTokens, temperature, topP, topK, seed, truncate: o.truncate, templateVars: vars,
       onToken: (_, t) => {
         process.stdout.write(t);
         streamed = true;
