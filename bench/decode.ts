@@ -92,6 +92,7 @@ async function main(): Promise<void> {
     await peer.next();
     const tokensEqual: Record<string, boolean> = {};
     for (const B of CFG.batches) {
+      process.stderr.write(`bench decode: checking tokens, batch ${B}\n`);
       const ours = await generate(model, prompts.slice(0, B), opts('reuse'));
       const theirs = (await peer.request<{ tokens: number[][] }>(`gen ${B}`)).tokens;
       tokensEqual[B] = JSON.stringify(ours.rows.map((r) => r.tokens)) === JSON.stringify(theirs);
@@ -108,6 +109,7 @@ async function main(): Promise<void> {
           const q = await waitQuiet();
           waited += q.waitedMs;
           busyMax = Math.max(busyMax, q.busy);
+          process.stderr.write(`bench decode: round ${r + 1}/${rounds}, batch ${B}, ${mode}\n`);
           if (mode === 'torch') {
             const t = await peer.request<Side>(`run ${B} 1`);
             sides[B]!.torch.prefill_ms.push(...t.prefill_ms);

@@ -103,6 +103,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--top-k <k>', 'keep the k most likely tokens (0: off)')
     .option('--seed <n>', 'sampling seed')
     .option('--no-rewrite', "condition on the prompt's own tokens (template prefix/suffix dropped) instead of generating")
+    .option('--keep-template', 'with --no-rewrite: keep the chat template tokens in the condition')
     .option('--truncate', 'cut a prompt longer than the context instead of refusing it')
     .option('--template-var <key=value...>', 'chat template variable(s), e.g. enable_thinking=false (values are JSON, else strings)')
     .option('--out <file>', 'write the condition (hidden_states.<i>, condition_mask) as safetensors')

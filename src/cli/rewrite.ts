@@ -24,6 +24,7 @@ export interface RewriteCommandOptions {
   /** condition on the prompt itself (no generation) */
   rewrite?: boolean;
   templateVar?: string[];
+  keepTemplate?: boolean;
 }
 
 /** --template-var key=value pairs; values parsed as JSON where they are JSON (false, 3, "x"), else kept as strings. */
@@ -60,7 +61,7 @@ export async function rewriteCommand(prompt: string, o: RewriteCommandOptions): 
     const rewrite = o.rewrite ?? true;
     let streamed = false;
     const c = await vlm.condition([{ prompt, images }], {
-      rewrite, systemPrompt: o.systemPrompt, maxNewTokens, temperature, topP, topK, seed, truncate: o.truncate, templateVars: vars,
+      rewrite, systemPrompt: o.systemPrompt, maxNewTokens, temperature, topP, topK, seed, truncate: o.truncate, templateVars: vars, keepTemplate: o.keepTemplate,
       onToken: (_, t) => {
         process.stdout.write(t);
         streamed = true;
