@@ -16,8 +16,9 @@ import type { CompileVsTorchResult } from './compile-vs-torch.ts';
 import type { BlockForwardResult } from './block-forward.ts';
 import type { CompileUniFusionResult } from './compile-unifusion.ts';
 import type { TrainStepResult } from './train-step.ts';
+import type { DecodeBenchResult } from './decode.ts';
 
-const ALL = ['compile-stack', 'compile-vs-torch', 'block-forward', 'compile-unifusion', 'train-step'] as const;
+const ALL = ['compile-stack', 'compile-vs-torch', 'block-forward', 'compile-unifusion', 'train-step', 'decode'] as const;
 type Name = (typeof ALL)[number];
 
 function arg(name: string): string | undefined {
@@ -34,7 +35,7 @@ if (!process.argv.includes('--no-setup') && only.some((n) => n !== 'compile-stac
   if (r.status !== 0) throw new Error(`bench/setup.sh failed (exit ${r.status})`);
 }
 
-const results: Partial<{ 'compile-stack': CompileStackResult; 'compile-vs-torch': CompileVsTorchResult; 'block-forward': BlockForwardResult; 'compile-unifusion': CompileUniFusionResult; 'train-step': TrainStepResult }> = {};
+const results: Partial<{ 'compile-stack': CompileStackResult; 'compile-vs-torch': CompileVsTorchResult; 'block-forward': BlockForwardResult; 'compile-unifusion': CompileUniFusionResult; 'train-step': TrainStepResult; decode: DecodeBenchResult }> = {};
 for (const name of only as Name[]) {
   process.stderr.write(`bench: running ${name} ...\n`);
   const t0 = performance.now();
@@ -123,6 +124,23 @@ if (ts) {
     '— (report)',
     '—',
   ]);
+}
+const dec = results.decode;
+if (dec) {
+  const c = dec.config;
+  for (const [B, r] of Object.entries(dec.batch)) {
+    const ours = r.ours_reuse.decode_tok_s >= r.ours_preallocate.decode_tok_s ? r.ours_reuse : r.ours_preallocate;
+    rows.push([
+      `greedy decode tokens/s, batch ${B}: Qwen2 ${c.layers} x ${c.hidden} (${c.heads}/${c.kvHeads} heads, vocab ${c.vocab}, ${(c.params / 1e6).toFixed(1)} M params), ${c.prompt}-token prompt, ${c.newTokens} new tokens, CPU fp32, ${dec.threads} threads (tokens equal: ${dec.tokens_equal[B] ? 'yes' : 'NO'})`,
+      `${ours.decode_tok_s} tok/s`,
+      `${r.torch.decode_tok_s} tok/s (transformers generate, eager)`,
+      `${r.decode_ratio.toFixed(2)}`,
+      `≥ ${dec.goal_decode_ratio}`,
+      yes(r.decode_ratio >= dec.goal_decode_ratio),
+    ]);
+    rows.push([`prefill tokens/s, batch ${B}`, `${ours.prefill_tok_s} tok/s`, `${r.torch.prefill_tok_s} tok/s`, `${r.prefill_ratio.toFixed(2)}`, '— (report)', '—']);
+  }
+  rows.push([`KV-cache bytes per token (fp32, all layers)`, `${dec.kv_cache_bytes_per_token} B`, '—', '—', '— (report)', '—']);
 }
 const table = [
   '| metric | ours | peer | ratio | goal | met? |',
