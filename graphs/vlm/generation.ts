@@ -3,10 +3,12 @@
 // the input/output names transformers.js uses.
 //
 // ONE graph serves prefill and decode: the cache length `past` is symbolic and 0 at prefill
-// (past_key_values of shape [B, KV, 0, head_dim]). Why one: the weights are stored once, there is
-// one session to load and warm, and the prefill/decode split buys nothing on onnxruntime CPU,
-// where a [B, KV, 0, D] concat is free; a fused GroupQueryAttention lowering (the fusion pass)
-// can still specialise it.
+// (past_key_values of shape [B, KV, 0, head_dim]). Why one: onnxruntime-node sessions do not
+// share initializers, so a prefill graph and a decode graph would hold the weights twice in memory
+// (16 GB more for an 8B model in f16), twice the session start-up; the single graph costs nothing
+// at prefill (concat with a 0-length past is a copy of this chunk's keys, which a separate
+// prefill graph would have to output as present.* anyway); a fused GroupQueryAttention lowering
+// (the fusion pass) can still specialise it.
 //
 // Graph inputs:  input_ids        i64 [batch, seq]          this chunk's tokens
 //                attention_mask   i64 [batch, past+seq]     1 = token, 0 = padding, for every cached
