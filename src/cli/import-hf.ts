@@ -231,7 +231,8 @@ export async function importHf(src: string, opts: ImportOptions): Promise<Import
     for (const p of [...vlmPlanned, ...planned]) {
       const name = p.compiled.graph.name;
       const params = new Map(p.compiled.graph.params().map((n) => [n.params.name, n.params]));
-      log(`writing ${name}.onnx: ${p.compiled.emitted.external.length} external tensors, ${fmtBytes(p.compiled.emitted.externalBytes)}`);
+      const shared = p.compiled.emitted.external.length === 0 && p.compiled.manifest.externalData;
+      log(shared ? `writing ${name}.onnx (its weights are in ${shared})` : `writing ${name}.onnx: ${p.compiled.emitted.external.length} external tensors, ${fmtBytes(p.compiled.emitted.externalBytes)}`);
       const w = await writeModelStreaming(tmp, name, p.compiled.emitted, (chunk, write) => {
         ckpt.stream(p.weights.source.get(chunk.name)!, params.get(chunk.name)!.dtype, write);
       });
