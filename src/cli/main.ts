@@ -17,7 +17,11 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('--out <dir>', 'output folder')
     .option('--weights <mode>', 'auto | embed | external | skeleton | inputs', 'auto')
     .option('--debug', 'print the graph after every compiler pass')
-    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean }) => {
+    .option('--params <file...>', 'bake trained weights in: safetensors files or `train` run folders (frozen params from its step graph; later sources win)')
+    .option('--ema', 'with --params: use the EMA weights (default: when present)')
+    .option('--no-ema', 'with --params: use the raw weights even when EMA weights are present')
+    .option('--allow-unused-params', 'with --params: ignore tensors that are not params of this graph')
+    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean; params?: string[]; ema?: boolean; allowUnusedParams?: boolean }) => {
       const { compileCommand } = await import('./compile.ts');
       await compileCommand(graph, opts);
     });
@@ -88,6 +92,85 @@ export async function main(argv: string[]): Promise<void> {
     .action(async (dir: string, opts: { out: string; taps?: string; dtype?: 'f32' | 'f16' | 'bf16'; force?: boolean }) => {
       const { importHfCommand } = await import('./import-hf.ts');
       await importHfCommand(dir, opts);
+    });
+
+  // ---- diffusion: assemble / sample / edit (runtime/pipeline, runtime/sampler)
+  const samplingOptions = (c: Command) =>
+    c
+      .requiredOption('--pipeline <dir>', 'pipeline folder (pipeline.json; `unifusion assemble`)')
+      .option('--prompt <text>', 'the prompt')
+      .option('--prompts <file>', 'prompts, one per line (a batch)')
+      .option('--negative-prompt <text>', 'true CFG against this prompt')
+      .option('--steps <n>', 'sampling steps (default: the pipeline\'s)')
+      .option('--guidance <g>', 'CFG scale (1 = none)')
+      .option('--true-cfg', 'unconditional branch = the encoded negative (or empty) prompt instead of the dropped condition')
+      .option('--cfg-norm', 'rescale the guided velocity to the conditional norm per token')
+      .option('--cfg-truncation <r>', 'guidance only while 1 - sigma < r (Lumina-2)')
+      .option('--shift <s>', 'static schedule shift')
+      .option('--dynamic-shift', 'resolution-dependent shift (the pipeline\'s constants, else FLUX\'s)')
+      .option('--sampler <name>', 'euler | heun')
+      .option('--seed <n>', 'seed of image 0; image k gets seed + k')
+      .option('--num-images <n>', 'images per prompt')
+      .option('--size <WxH>', 'image size (a multiple of the VAE factor x patch)')
+      .option('--rewrite', 'VERIFI: let the VLM rewrite the prompt')
+      .option('--no-rewrite', 'condition on the prompt as given')
+      .option('--system-prompt <text>', 'VERIFI system prompt')
+      .option('--condition <file>', 'precomputed conditions (safetensors, one row per prompt) instead of the VLM')
+      .option('--batch-size <n>', 'images per DiT call (cond + uncond count as one)')
+      .option('--device <ep>', 'onnxruntime execution provider', 'cpu')
+      .option('--no-verify', 'skip the sha256 check of the pipeline files (presence is still checked)')
+      .option('--no-grid', 'no grid.png')
+      .option('--no-progress', 'no progress bar')
+      .option('--force', 'write into a folder that holds files unifusion did not write (they are kept)')
+      .requiredOption('--out <dir>', 'output folder: PNGs with metadata, JSON sidecars, grid.png, samples.json');
+
+  samplingOptions(
+    program
+      .command('sample')
+      .description('text-to-image with a pipeline folder: VLM condition -> flow sampler with CFG -> VAE decode -> PNGs')
+      .option('--init-image <png>', 'img2img: start from this image, noised to --strength')
+      .option('--strength <x>', 'img2img strength in (0, 1] (default 0.8)'),
+  ).action(async (opts: import('./sample.ts').SampleCommandOptions) => {
+    const { sampleCommand } = await import('./sample.ts');
+    await sampleCommand(opts);
+  });
+
+  samplingOptions(
+    program
+      .command('edit')
+      .description('edit / multi-reference / reconstruction: the --image files go into the VLM prompt (no VAE reference tokens); no --prompt = reconstruction')
+      .option('--image <png...>', 'input image(s), in prompt order'),
+  ).action(async (opts: import('./sample.ts').SampleCommandOptions & { image?: string[] }) => {
+    const { editCommand } = await import('./edit.ts');
+    await editCommand(opts);
+  });
+
+  program
+    .command('assemble')
+    .description('build a pipeline folder from an import-hf VLM, a trained DiT (run folder or compiled .onnx) and an imported VAE (or pixel space)')
+    .option('--vlm <dir>', 'VLM package folder (import-hf output); omit to feed conditions directly')
+    .requiredOption('--dit <run-or-onnx>', 'image-training run folder, or a DiT .onnx with its manifest.json (`compile --params`)')
+    .option('--vae <dir>', 'VAE folder (import-hf output); omit for pixel space')
+    .requiredOption('--out <dir>', 'pipeline folder to write')
+    .option('--name <name>', 'pipeline name (default: the folder name)')
+    .option('--null-condition <file>', 'the dropped condition for CFG (safetensors; default: the run\'s)')
+    .option('--pixel-shift <x>', 'pixel space: latent = (rgb - shift) * scale (per channel: a,b,c)')
+    .option('--pixel-scale <x>', 'pixel space scale')
+    .option('--ema', 'run folders: use the EMA weights (default: when present)')
+    .option('--no-ema', 'run folders: use the raw weights')
+    .option('--size <WxH>', 'default image size')
+    .option('--steps <n>', 'default steps')
+    .option('--guidance <g>', 'default CFG scale')
+    .option('--sampler <name>', 'default sampler: euler | heun')
+    .option('--shift <s>', 'default static shift')
+    .option('--dynamic-shift <which>', 'default to the dynamic shift: flux | krea2')
+    .option('--cfg-norm', 'default to CFG normalisation')
+    .option('--system-prompt <text>', 'default VERIFI system prompt')
+    .option('--rewrite', 'rewrite prompts by default')
+    .option('--force', 'write into a folder that holds files unifusion did not write (they are kept)')
+    .action(async (opts: import('./assemble.ts').AssembleCommandOptions) => {
+      const { assembleCommand } = await import('./assemble.ts');
+      await assembleCommand(opts);
     });
 
   try {
