@@ -4,3 +4,4 @@ export * from './condition.ts';
 export * from './params.ts';
 export * from './pipeline.ts';
 export * from './assemble.ts';
+export * from './latent.ts';

@@ -7,7 +7,7 @@ import type { Manifest, TensorDesc } from '../../src/compiler.ts';
 import { fromFloat64, toFloat64, type HostTensor } from '../../src/io/host.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
 import { Session } from '../session.ts';
-import { resizeBicubic, crop } from '../tiling.ts';
+import { LatentCodec } from './latent.ts';
 import type { RgbImage } from '../images/png.ts';
 import {
   checkGuidance,
@@ -26,7 +26,7 @@ import {
   type StepReport,
 } from '../sampler/index.ts';
 import { checkCondition, concatConditions, ConditionError, repeatRows, sliceRows, type Condition, type ConditionOptions, type ConditionRequest, type PromptEncoder, type SeqAxes } from './condition.ts';
-import { parsePipelineJson, perChannel, PIPELINE_FILE, PipelineError, pipelineHash, verifyPipelineFiles, type LatentFormat, type PipelineJson } from './format.ts';
+import { parsePipelineJson, PIPELINE_FILE, PipelineError, pipelineHash, verifyPipelineFiles, type LatentFormat, type PipelineJson } from './format.ts';
 
 export const LATENTS_INPUT = 'latents';
 export const TIMESTEP_INPUT = 'timestep';
@@ -123,8 +123,12 @@ export interface GenerateResult {
   evaluations: number;
 }
 
+/** The DiT as a function: latents x [B, C, h, w], sigma, a condition of B rows -> velocity. */
+export type DitVelocity = (x: Float64Array, shape: number[], sigma: number, cond: Condition) => Promise<Float64Array>;
+
 export class Pipeline {
   private sessions = new Map<string, Promise<Session>>();
+  readonly codec: LatentCodec;
   private constructor(
     readonly dir: string,
     readonly json: PipelineJson,
@@ -132,7 +136,10 @@ export class Pipeline {
     readonly ditManifest: Manifest,
     readonly nullCondition: Condition | undefined,
     private readonly opts: LoadOptions,
-  ) {}
+  ) {
+    const v = json.parts.vae;
+    this.codec = new LatentCodec(json.latent, v ? { decoder: path.join(dir, v.decoder), encoder: v.encoder ? path.join(dir, v.encoder) : undefined } : null, { device: opts.device, intraOpThreads: opts.intraOpThreads });
+  }
 
   /** Read pipeline.json, check every part and hash. Sessions open on first use. */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Pipeline> {
@@ -185,13 +192,10 @@ export class Pipeline {
     return [height / this.latent.factor, width / this.latent.factor];
   }
 
-  private session(part: 'dit' | 'decoder' | 'encoder'): Promise<Session> {
+  private session(part: 'dit'): Promise<Session> {
     let s = this.sessions.get(part);
     if (!s) {
-      const p = this.json.parts;
-      const rel = part === 'dit' ? p.dit.onnx : part === 'decoder' ? p.vae?.decoder : p.vae?.encoder;
-      if (!rel) throw new PipelineError(`pipeline '${this.dir}' has no VAE ${part} (${part === 'encoder' ? 'needed to encode input images' : 'pixel space'})`);
-      s = Session.load(path.join(this.dir, rel), { device: this.opts.device, intraOpThreads: this.opts.intraOpThreads });
+      s = Session.load(path.join(this.dir, this.json.parts.dit.onnx), { device: this.opts.device, intraOpThreads: this.opts.intraOpThreads });
       this.sessions.set(part, s);
     }
     return s;
@@ -204,8 +208,22 @@ export class Pipeline {
     throw new PipelineError(`pipeline '${this.dir}': prompts need the VLM runtime (runtime/vlm), which this build does not have yet; give precomputed conditions instead (--condition FILE.safetensors)`);
   }
 
+  /**
+   * A pipeline from parts in memory (no folder): e.g. training previews, whose DiT takes the
+   * current weights as inputs. `velocity` replaces the DiT session.
+   */
+  static fromParts(p: { json: PipelineJson; ditManifest: Manifest; nullCondition?: Condition; codec: LatentCodec; velocity: DitVelocity; encoder?: PromptEncoder; hash?: string }): Pipeline {
+    const pipe = new Pipeline('<in memory>', p.json, p.hash ?? 'in-memory', p.ditManifest, p.nullCondition, { encoder: p.encoder });
+    (pipe as { codec: LatentCodec }).codec = p.codec;
+    pipe.velocityFn = p.velocity;
+    return pipe;
+  }
+
+  private velocityFn: DitVelocity | undefined;
+
   /** One DiT velocity for latents x [B, C, h, w] under a condition with B rows. */
   async velocity(x: Float64Array, shape: number[], sigma: number, cond: Condition): Promise<Float64Array> {
+    if (this.velocityFn) return this.velocityFn(x, shape, sigma, cond);
     const dit = await this.session('dit');
     const B = shape[0]!;
     const out = await dit.run({ ...cond, [LATENTS_INPUT]: fromFloat64('f32', shape, x), [TIMESTEP_INPUT]: fromFloat64('f32', [B], new Float64Array(B).fill(sigma)) }, [VELOCITY_OUTPUT]);
@@ -213,44 +231,14 @@ export class Pipeline {
   }
 
   /** Latents [B, C, h, w] -> RGB images. */
-  async decode(latents: Float64Array, shape: number[]): Promise<RgbImage[]> {
-    const [B, C, h, w] = shape as [number, number, number, number];
-    const l = this.latent;
-    let px: Float64Array, H: number, W: number;
-    if (l.kind === 'pixel') {
-      px = new Float64Array(latents.length);
-      for (let b = 0; b < B; b++)
-        for (let c = 0; c < C; c++) {
-          const s = perChannel(l.scale, c), t = perChannel(l.shift, c), o = (b * C + c) * h * w;
-          for (let i = 0; i < h * w; i++) px[o + i] = latents[o + i]! / s + t;
-        }
-      (H = h), (W = w);
-    } else {
-      const dec = await this.session('decoder');
-      const img = (await dec.run({ latent: fromFloat64('f32', shape, latents) }, ['image'])).image!;
-      px = toFloat64(img);
-      [H, W] = img.shape.slice(2) as [number, number];
-      if (img.shape[1] !== 3) throw new PipelineError(`the VAE decoder returned ${img.shape[1]} channels; RGB output needs 3`);
-    }
-    return Array.from({ length: B }, (_, b) => tensorToRgb(px.subarray(b * 3 * H * W, (b + 1) * 3 * H * W), W, H));
+  decode(latents: Float64Array, shape: number[]): Promise<RgbImage[]> {
+    return this.codec.decode(latents, shape);
   }
 
   /** RGB images (resized and centre-cropped to width x height) -> latents [B, C, h, w]. */
-  async encodeImages(images: readonly RgbImage[], width: number, height: number): Promise<Float64Array> {
-    const [h, w] = this.latentSize(width, height);
-    const px = new Float64Array(images.length * 3 * height * width);
-    images.forEach((im, b) => px.set(rgbToTensor(fitImage(im, width, height)), b * 3 * height * width));
-    const l = this.latent;
-    if (l.kind === 'pixel') {
-      for (let b = 0; b < images.length; b++)
-        for (let c = 0; c < 3; c++) {
-          const s = perChannel(l.scale, c), t = perChannel(l.shift, c), o = (b * 3 + c) * h * w;
-          for (let i = 0; i < h * w; i++) px[o + i] = (px[o + i]! - t) * s;
-        }
-      return px;
-    }
-    const enc = await this.session('encoder');
-    return toFloat64((await enc.run({ image: fromFloat64('f32', [images.length, 3, height, width], px) }, ['latent'])).latent!);
+  encodeImages(images: readonly RgbImage[], width: number, height: number): Promise<Float64Array> {
+    this.latentSize(width, height);
+    return this.codec.encode(images, width, height);
   }
 
   /** Conditions for prompts: precomputed rows, or the encoder's. */
@@ -408,37 +396,10 @@ export class Pipeline {
   async close(): Promise<void> {
     for (const s of this.sessions.values()) await (await s.catch(() => undefined))?.release();
     this.sessions.clear();
+    await this.codec.close();
     await this.opts.encoder?.close?.();
   }
 }
 
-/** [3, H, W] in [-1, 1] -> 8-bit RGB (diffusers' (x / 2 + 0.5).clamp(0, 1), rounded). */
-export function tensorToRgb(px: ArrayLike<number>, width: number, height: number): RgbImage {
-  const n = width * height;
-  const data = new Uint8Array(n * 3);
-  for (let c = 0; c < 3; c++)
-    for (let i = 0; i < n; i++) {
-      const v = Math.min(1, Math.max(0, px[c * n + i]! / 2 + 0.5));
-      data[i * 3 + c] = Math.round(v * 255);
-    }
-  return { width, height, data };
-}
-
-/** 8-bit RGB -> [3, H, W] in [-1, 1]. */
-export function rgbToTensor(img: RgbImage): Float64Array {
-  const n = img.width * img.height;
-  const out = new Float64Array(3 * n);
-  for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) out[c * n + i] = (img.data[i * 3 + c]! / 255) * 2 - 1;
-  return out;
-}
-
-/** Resize to cover width x height (Pillow bicubic) and centre-crop. */
-export function fitImage(img: RgbImage, width: number, height: number): RgbImage {
-  if (img.width === width && img.height === height) return img;
-  const k = Math.max(width / img.width, height / img.height);
-  const rw = Math.max(width, Math.round(img.width * k)), rh = Math.max(height, Math.round(img.height * k));
-  const r = resizeBicubic(img, rw, rh);
-  return crop(r, Math.floor((rw - width) / 2), Math.floor((rh - height) / 2), width, height);
-}
-
+export { tensorToRgb, rgbToTensor, fitImage } from './latent.ts';
 export type { HostTensor };
