@@ -190,4 +190,29 @@ describe('image training', () => {
     expect(out.images[0]!.image.width).toBe(16);
     await pipe.close();
   });
+
+  it('the CLI path: train graphs/unifusion.ts --preset tiny --dataset --conditions --vae (t2i only), errors for bad flags', async () => {
+    const { trainImagesCommand } = await import('../src/cli/train-images.ts');
+    const { writeDiffusersVae } = await import('./helpers/pipeline-fixtures.ts');
+    const { importHf } = await import('../src/cli/import-hf.ts');
+    const { writeSafetensors } = await import('../src/io/safetensors.ts');
+    writeDiffusersVae(p('vae-src'));
+    await importHf(p('vae-src'), { out: p('vae') });
+    const prompts = ['a red picture', 'a green picture', 'a blue picture', 'a yellow picture', ''];
+    const c = await new HashEncoder(TINY.taps, 32).condition(prompts.map((x) => ({ prompt: x })));
+    writeSafetensors(p('conds.safetensors'), c.tensors, { prompts: JSON.stringify(prompts) });
+    const base = { dataset: p('ds'), conditions: p('conds.safetensors'), vae: p('vae'), size: '16x16', steps: '3', batch: '2', taskMix: '1,0,0', out: p('cli-run'), quiet: true, progress: false };
+    await trainImagesCommand('graphs/unifusion.ts', { ...base, preset: 'tiny' });
+    expect(fs.existsSync(p('cli-run', 'params.safetensors'))).toBe(true);
+    expect(JSON.parse(fs.readFileSync(p('cli-run', 'unifusion.json'), 'utf8')).latent).toMatchObject({ kind: 'vae', channels: 4, factor: 2 });
+    const a = await assemble({ dit: p('cli-run'), vae: p('vae'), out: p('cli-pipe') });
+    expect(a.json.latent.kind).toBe('vae');
+    await expect(assemble({ dit: p('cli-run'), out: p('cli-pipe2') })).rejects.toThrow(/trained on VAE latents; give that VAE/);
+    await expect(trainImagesCommand('graphs/unifusion.ts', { ...base, out: p('x'), steps: '0' })).rejects.toThrow(/--steps must be a positive integer/);
+    await expect(trainImagesCommand('graphs/unifusion.ts', { ...base, out: p('x'), size: '18x16' })).rejects.toThrow(/multiples of 4/);
+    await expect(trainImagesCommand('graphs/unifusion.ts', { ...base, out: p('x'), taskMix: '85,5,10' })).rejects.toThrow(/image prompts need the pipeline's VLM/);
+    await expect(trainImagesCommand('graphs/dit.ts', { ...base, out: p('x') })).rejects.toThrow(/is not one/);
+    await expect(trainImagesCommand('graphs/unifusion.ts', { ...base, out: p('ds', 'inside') })).rejects.toThrow(/lies inside the input --dataset/);
+  });
 });
+

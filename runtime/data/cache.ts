@@ -52,6 +52,8 @@ export interface EncodeOptions {
   invalid?: 'error' | 'skip';
   /** requests per encoder call */
   batch?: number;
+  /** tasks to build examples for (default all); a task left out is never encoded */
+  tasks?: readonly Task[];
   log?: (line: string) => void;
 }
 
@@ -140,16 +142,19 @@ export async function encodeDataset(ds: Dataset, o: EncodeOptions): Promise<Enco
     }
     return i;
   };
+  const tasks = new Set(o.tasks ?? TASKS);
   const examples: Example[] = [];
   const captions: { text: string; condition: number }[] = [];
   for (const r of rows) {
     if (r.kind === 'image') {
       const abs = resolveImage(ds.dir, r.image), li = latentIndex.get(abs)!, bucket = latents[li]!.bucket;
-      const ci = want(r.caption, []);
-      examples.push({ task: 't2i', condition: ci, latent: li, bucket, row: r });
-      if (!captions.some((c) => c.condition === ci)) captions.push({ text: r.caption, condition: ci });
-      examples.push({ task: 'recon', condition: want('', [abs]), latent: li, bucket, row: r });
-    } else {
+      if (tasks.has('t2i')) {
+        const ci = want(r.caption, []);
+        examples.push({ task: 't2i', condition: ci, latent: li, bucket, row: r });
+        if (!captions.some((c) => c.condition === ci)) captions.push({ text: r.caption, condition: ci });
+      }
+      if (tasks.has('recon')) examples.push({ task: 'recon', condition: want('', [abs]), latent: li, bucket, row: r });
+    } else if (tasks.has('edit')) {
       const abs = resolveImage(ds.dir, r.target), li = latentIndex.get(abs)!;
       examples.push({ task: 'edit', condition: want(r.instruction, r.sources.map((s) => resolveImage(ds.dir, s))), latent: li, bucket: latents[li]!.bucket, row: r });
     }

@@ -106,7 +106,8 @@ export async function trainOnImages(o: ImageTrainOptions): Promise<ImageTrainRes
     if (a >= 0) seqAxes[k] = a;
   }
   const t0 = performance.now();
-  const encoded = await encodeDataset(ds, { encoder: o.encoder, codec: o.codec, buckets, seqAxes, invalid: o.invalid, log });
+  const taskMix = o.taskMix ?? { t2i: 85, recon: 5, edit: 10 };
+  const encoded = await encodeDataset(ds, { encoder: o.encoder, codec: o.codec, buckets, seqAxes, invalid: o.invalid, log, tasks: (['t2i', 'recon', 'edit'] as Task[]).filter((t) => taskMix[t] > 0) });
   if (encoded.skipped.length) log(`skipped ${encoded.skipped.length} row(s) with unreadable images:\n${problemList(encoded.skipped)}`);
   log(`dataset: ${ds.rows.length} row(s) -> ${encoded.examples.length} example(s) (${(['t2i', 'recon', 'edit'] as Task[]).map((t) => `${encoded.examples.filter((e) => e.task === t).length} ${t}`).join(', ')}), encoded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
@@ -114,7 +115,7 @@ export async function trainOnImages(o: ImageTrainOptions): Promise<ImageTrainRes
 
   // 2. the step graph and the trainer
   const compiled = compileTrainStep(stepDef, o.optimizer ?? {});
-  const loader = imageBatches(encoded, { batch: o.batch, dropout: o.dropout ?? 0.1, taskMix: o.taskMix ?? { t2i: 85, recon: 5, edit: 10 }, t: o.t ?? { kind: 'logit-normal', mean: 0, std: 1 }, seqAxes });
+  const loader = imageBatches(encoded, { batch: o.batch, dropout: o.dropout ?? 0.1, taskMix, t: o.t ?? { kind: 'logit-normal', mean: 0, std: 1 }, seqAxes });
   const lr = o.lr ?? 1e-3;
   const samples: string[] = [];
   const sampleEvery = o.sampleEvery ?? 0;

@@ -136,9 +136,10 @@ export class Pipeline {
     readonly ditManifest: Manifest,
     readonly nullCondition: Condition | undefined,
     private readonly opts: LoadOptions,
+    codec?: LatentCodec,
   ) {
     const v = json.parts.vae;
-    this.codec = new LatentCodec(json.latent, v ? { decoder: path.join(dir, v.decoder), encoder: v.encoder ? path.join(dir, v.encoder) : undefined } : null, { device: opts.device, intraOpThreads: opts.intraOpThreads });
+    this.codec = codec ?? new LatentCodec(json.latent, v ? { decoder: path.join(dir, v.decoder), encoder: v.encoder ? path.join(dir, v.encoder) : undefined } : null, { device: opts.device, intraOpThreads: opts.intraOpThreads });
   }
 
   /** Read pipeline.json, check every part and hash. Sessions open on first use. */
@@ -213,8 +214,7 @@ export class Pipeline {
    * current weights as inputs. `velocity` replaces the DiT session.
    */
   static fromParts(p: { json: PipelineJson; ditManifest: Manifest; nullCondition?: Condition; codec: LatentCodec; velocity: DitVelocity; encoder?: PromptEncoder; hash?: string }): Pipeline {
-    const pipe = new Pipeline('<in memory>', p.json, p.hash ?? 'in-memory', p.ditManifest, p.nullCondition, { encoder: p.encoder });
-    (pipe as { codec: LatentCodec }).codec = p.codec;
+    const pipe = new Pipeline('<in memory>', p.json, p.hash ?? 'in-memory', p.ditManifest, p.nullCondition, { encoder: p.encoder }, p.codec);
     pipe.velocityFn = p.velocity;
     return pipe;
   }

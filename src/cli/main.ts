@@ -76,7 +76,34 @@ export async function main(argv: string[]): Promise<void> {
     .option('--max-rejections <m>', 'consecutive non-finite steps before the run stops', '5')
     .option('--device <ep>', 'onnxruntime execution provider: cpu, webgpu, ...', 'cpu')
     .option('--no-progress', 'no progress bar')
-    .action(async (file: string, opts: import('./train.ts').TrainCommandOptions & { progress: boolean }) => {
+    // image datasets (runtime/data): <train-graph> is then a graph file whose preset is a UniFusion config
+    .option('--dataset <dir>', 'train a UniFusion preset on this image dataset folder (JSONL rows {image, caption} / {source(s), instruction, target})')
+    .option('--preset <name>', 'with --dataset: the UniFusion preset of the graph file')
+    .option('--vlm <dir>', 'with --dataset: the VLM package that encodes the captions')
+    .option('--conditions <file>', 'with --dataset: precomputed conditions (safetensors rows, metadata "prompts")')
+    .option('--vae <dir>', 'with --dataset: VAE folder (import-hf); omit for pixel space')
+    .option('--pixel-shift <x>', 'with --dataset, pixel space: latent = (rgb - shift) * scale')
+    .option('--pixel-scale <x>', 'with --dataset, pixel space scale')
+    .option('--size <WxH>', 'with --dataset: training size (images resized to cover, centre-cropped)')
+    .option('--buckets', 'with --dataset: aspect-ratio buckets of about --size pixels instead of one size')
+    .option('--batch <n>', 'with --dataset: batch size', '8')
+    .option('--ema <decay>', 'with --dataset: keep an EMA of the weights in the step graph')
+    .option('--clip-norm <x>', 'with --dataset: gradient norm clip', '1')
+    .option('--weight-decay <x>', 'with --dataset: AdamW weight decay')
+    .option('--cond-dropout <p>', 'with --dataset: probability of training on the dropped (empty-prompt) condition, for CFG', '0.1')
+    .option('--task-mix <w>', 'with --dataset: t2i,recon,edit weights', '85,5,10')
+    .option('--t-dist <d>', 'with --dataset: logit-normal[:mean,std] | uniform', 'logit-normal:0,1')
+    .option('--sample-every <k>', 'with --dataset: a fixed-seed sample grid every K steps (and at the end)')
+    .option('--sample-prompts <text...>', 'with --dataset: captions for the sample grids (default: the first 4)')
+    .option('--sample-steps <n>', 'with --dataset: Euler steps of the sample grids', '20')
+    .option('--sample-guidance <g>', 'with --dataset: CFG scale of the sample grids', '3')
+    .option('--skip-invalid', 'with --dataset: leave invalid rows out (reported by line) instead of stopping')
+    .action(async (file: string, opts: import('./train.ts').TrainCommandOptions & { progress: boolean; dataset?: string }) => {
+      if (opts.dataset) {
+        const { trainImagesCommand } = await import('./train-images.ts');
+        await trainImagesCommand(file, opts as unknown as import('./train-images.ts').TrainImagesOptions);
+        return;
+      }
       const { trainCommand } = await import('./train.ts');
       await trainCommand(file, { ...opts, progress: opts.progress ? undefined : false });
     });
