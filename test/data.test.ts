@@ -164,7 +164,7 @@ describe('image training', () => {
     const cfg = { ...TINY, dit: { ...TINY.dit, channels: 3, patch: 4 } };
     const codec = new LatentCodec({ kind: 'pixel', channels: 3, patch: 4, factor: 1, shift: 0, scale: 1 }, null);
     const encoder = new HashEncoder(TINY.taps, 32);
-    const common = { config: cfg, dataset: p('ds'), out: p('run'), encoder, codec, size: [16, 16] as [number, number], batch: 4, lr: 3e-3, sampleEvery: 6, sampleSteps: 3, optimizer: { ema: 0.9 }, progress: false as const };
+    const common = { config: cfg, dataset: p('ds'), out: p('run'), encoder, encoderId: 'hash-encoder v1', codec, size: [16, 16] as [number, number], batch: 4, lr: 3e-3, sampleEvery: 6, sampleSteps: 3, optimizer: { ema: 0.9 }, progress: false as const };
     const r = await trainOnImages({ ...common, steps: 12 });
     expect(r.stepsDone).toBe(12);
     expect(r.samples).toEqual(['samples/step-000000006.png', 'samples/step-000000012.png']);
@@ -178,8 +178,12 @@ describe('image training', () => {
     expect([...params.keys()].some((k) => k.startsWith('ema.'))).toBe(true);
     expect(JSON.parse(fs.readFileSync(p('run', 'unifusion.json'), 'utf8'))).toMatchObject({ format: 'unifusion-run-model', size: [16, 16], nullCondition: 'null_condition.safetensors', latent: { kind: 'pixel' } });
     await expect(trainOnImages({ ...common, steps: 18 })).rejects.toThrow(/not empty.*--resume/);
+    const calls = encoder.calls;
     const r2 = await trainOnImages({ ...common, steps: 18, resume: true });
     expect(r2.stepsDone).toBe(18);
+    expect(encoder.calls).toBe(calls); // the encoded dataset came from the run folder
+    expect(r2.encoded.conditions.length).toBe(r.encoded.conditions.length);
+    expect([...r2.encoded.latents[0]!.data]).toEqual([...r.encoded.latents[0]!.data].map(Math.fround));
     expect(r2.records.length).toBe(6);
     // the run is a DiT source for assembly; its dropped condition becomes CFG's
     const a = await assemble({ dit: p('run'), out: p('pipe') });

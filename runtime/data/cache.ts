@@ -172,3 +172,93 @@ export async function encodeDataset(ds: Dataset, o: EncodeOptions): Promise<Enco
   return { examples, conditions, latents, buckets: o.buckets, nullCondition: trimCondition(nul.tensors, o.seqAxes), skipped, captions };
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// On disk: an encoded dataset is saved in the run folder, so a resumed run does not run the VLM
+// and the VAE again. It is reused only when its fingerprint (dataset rows, image files, sizes,
+// latent format, encoder identity) is the same.
+
+export const CACHE_FILE = 'cache/encoded.safetensors';
+
+interface CacheIndex {
+  fingerprint: string;
+  examples: { task: Task; condition: number; latent: number; bucket: number; file: string; line: number }[];
+  latents: { bucket: number; shape: [number, number, number] }[];
+  conditions: number;
+  buckets: Bucket[];
+  captions: { text: string; condition: number }[];
+  skipped: RowProblem[];
+}
+
+/** sha256 over what an encoding depends on. */
+export async function datasetFingerprint(ds: Dataset, extra: unknown): Promise<string> {
+  const { createHash } = await import('node:crypto');
+  const { promises: fs } = await import('node:fs');
+  const h = createHash('sha256');
+  for (const f of ds.files) h.update(f).update(await fs.readFile(resolveImage(ds.dir, f)));
+  const seen = new Set<string>();
+  for (const r of ds.rows)
+    for (const p of r.kind === 'image' ? [r.image] : [...r.sources, r.target]) {
+      const abs = resolveImage(ds.dir, p);
+      if (seen.has(abs)) continue;
+      seen.add(abs);
+      const st = await fs.stat(abs);
+      h.update(`${abs}\0${st.size}\0${st.mtimeMs}\0`);
+    }
+  h.update(JSON.stringify(extra));
+  return h.digest('hex');
+}
+
+export function serializeEncoded(e: EncodedDataset, fingerprint: string): { tensors: Map<string, HostTensor>; metadata: Record<string, string> } {
+  const tensors = new Map<string, HostTensor>();
+  e.conditions.forEach((c, i) => Object.entries(c).forEach(([k, t]) => tensors.set(`c${i}.${k}`, t)));
+  Object.entries(e.nullCondition).forEach(([k, t]) => tensors.set(`null.${k}`, t));
+  e.latents.forEach((l, i) => tensors.set(`l${i}`, { dtype: 'f32', shape: [...l.shape], data: Float32Array.from(l.data) }));
+  const index: CacheIndex = {
+    fingerprint,
+    examples: e.examples.map((x) => ({ task: x.task, condition: x.condition, latent: x.latent, bucket: x.bucket, file: x.row.file, line: x.row.line })),
+    latents: e.latents.map((l) => ({ bucket: l.bucket, shape: l.shape })),
+    conditions: e.conditions.length,
+    buckets: e.buckets,
+    captions: e.captions,
+    skipped: e.skipped,
+  };
+  return { tensors, metadata: { index: JSON.stringify(index) } };
+}
+
+/** The encoded dataset of a cache file, or undefined when it is absent, unreadable or of other inputs. */
+export function deserializeEncoded(tensors: ReadonlyMap<string, HostTensor>, metadata: Record<string, string>, ds: Dataset, fingerprint: string): EncodedDataset | undefined {
+  let index: CacheIndex;
+  try {
+    index = JSON.parse(metadata.index ?? '') as CacheIndex;
+  } catch {
+    return undefined;
+  }
+  if (index.fingerprint !== fingerprint) return undefined;
+  const group = (prefix: string): Condition => {
+    const out: Condition = {};
+    for (const [k, t] of tensors) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = t;
+    return out;
+  };
+  const rowAt = new Map(ds.rows.map((r) => [`${r.file}:${r.line}`, r]));
+  const examples: Example[] = [];
+  for (const x of index.examples) {
+    const row = rowAt.get(`${x.file}:${x.line}`);
+    if (!row) return undefined;
+    examples.push({ task: x.task, condition: x.condition, latent: x.latent, bucket: x.bucket, row });
+  }
+  const latents = index.latents.map((l, i) => {
+    const t = tensors.get(`l${i}`);
+    return t ? { data: Float64Array.from(t.data as Float32Array), bucket: l.bucket, shape: l.shape } : undefined;
+  });
+  if (latents.some((l) => !l)) return undefined;
+  return {
+    examples,
+    conditions: Array.from({ length: index.conditions }, (_, i) => group(`c${i}.`)),
+    latents: latents as EncodedDataset['latents'],
+    buckets: index.buckets,
+    nullCondition: group('null.'),
+    skipped: index.skipped,
+    captions: index.captions,
+  };
+}

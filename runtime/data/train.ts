@@ -14,7 +14,7 @@ import { encodeModel } from '../../codegen/onnx/proto.ts';
 import { paramTensor as paramTensorOf } from '../../codegen/onnx/emit.ts';
 import { compileTrainStep, type AdamWOptions } from '../../src/train/step.ts';
 import { checkOverlap, writeOutputFile, type InputPath } from '../../src/io/outdir.ts';
-import { serializeSafetensors } from '../../src/io/safetensors.ts';
+import { parseSafetensors, serializeSafetensors } from '../../src/io/safetensors.ts';
 import { fromFloat64, toFloat64, type HostTensor } from '../../src/io/host.ts';
 import { uniFusionForward, uniFusionTrainStep, type UniFusionConfig } from '../../graphs/unifusion.ts';
 import { Trainer, type StepRecord } from '../trainer.ts';
@@ -28,7 +28,7 @@ import type { LatentCodec } from '../pipeline/latent.ts';
 import { RUN_MODEL_FILE, type RunModel } from '../pipeline/assemble.ts';
 import { loadDataset, problemList } from './dataset.ts';
 import { aspectBuckets, type Bucket } from './buckets.ts';
-import { encodeDataset, type EncodedDataset, type Task } from './cache.ts';
+import { CACHE_FILE, datasetFingerprint, deserializeEncoded, encodeDataset, serializeEncoded, type EncodedDataset, type Task } from './cache.ts';
 import { imageBatches, type TimestepDistribution } from './loader.ts';
 import { lossCurvePng } from './plot.ts';
 
@@ -41,6 +41,11 @@ export interface ImageTrainOptions {
   resume?: boolean;
   encoder: PromptEncoder;
   codec: LatentCodec;
+  /**
+   * Identity of the encoder (e.g. the sha256 of the VLM package or conditions file): with it, the
+   * encoded dataset is saved in the run folder and reused on resume when nothing changed.
+   */
+  encoderId?: string;
   /** the VAE folder the codec reads (recorded; checked again at assembly) */
   vaeDecoder?: string;
   /** training size [w, h] */
@@ -107,11 +112,25 @@ export async function trainOnImages(o: ImageTrainOptions): Promise<ImageTrainRes
   }
   const t0 = performance.now();
   const taskMix = o.taskMix ?? { t2i: 85, recon: 5, edit: 10 };
-  const encoded = await encodeDataset(ds, { encoder: o.encoder, codec: o.codec, buckets, seqAxes, invalid: o.invalid, log, tasks: (['t2i', 'recon', 'edit'] as Task[]).filter((t) => taskMix[t] > 0) });
+  const tasks = (['t2i', 'recon', 'edit'] as Task[]).filter((t) => taskMix[t] > 0);
+  // encoded once: reused from the run folder when nothing it depends on changed
+  const fingerprint = await datasetFingerprint(ds, { buckets, latent: fmt, tasks, inputs: Object.keys(seqAxes).sort(), encoder: o.encoderId ?? null, invalid: o.invalid ?? 'error' });
+  const cacheFile = path.join(out, CACHE_FILE);
+  let encoded: EncodedDataset | undefined;
+  if (o.resume && o.encoderId) {
+    const c = await fs.readFile(cacheFile).then((b) => parseSafetensors(b, cacheFile), () => undefined);
+    encoded = c && deserializeEncoded(c.tensors, c.metadata, ds, fingerprint);
+    if (encoded) log(`reusing the encoded dataset in ${CACHE_FILE}`);
+  }
+  encoded ??= await encodeDataset(ds, { encoder: o.encoder, codec: o.codec, buckets, seqAxes, invalid: o.invalid, log, tasks });
   if (encoded.skipped.length) log(`skipped ${encoded.skipped.length} row(s) with unreadable images:\n${problemList(encoded.skipped)}`);
   log(`dataset: ${ds.rows.length} row(s) -> ${encoded.examples.length} example(s) (${(['t2i', 'recon', 'edit'] as Task[]).map((t) => `${encoded.examples.filter((e) => e.task === t).length} ${t}`).join(', ')}), encoded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
   const write = async (rel: string, data: Uint8Array | string) => writeOutputFile({ out: path.join(out, rel), force: true, command: 'train' }, data);
+  if (o.encoderId) {
+    const s = serializeEncoded(encoded, fingerprint);
+    await write(CACHE_FILE, serializeSafetensors(s.tensors, s.metadata));
+  }
 
   // 2. the step graph and the trainer
   const compiled = compileTrainStep(stepDef, o.optimizer ?? {});

@@ -34,6 +34,11 @@ export class LatentCodec {
     return s;
   }
 
+  /** the VAE decoder graph (undefined in pixel space) */
+  get decoderPath(): string | undefined {
+    return this.vae?.decoder;
+  }
+
   /** [h, w] of the latent of a width x height image. */
   latentSize(width: number, height: number): [number, number] {
     const f = this.format.factor;

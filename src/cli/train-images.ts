@@ -5,7 +5,7 @@
 // the metadata 'prompts' list; text-to-image only, images in prompts need the VLM).
 import * as path from 'node:path';
 import { trainOnImages, parseTaskMix, parseTimestepDistribution } from '../../runtime/data/index.ts';
-import { CachedPromptEncoder, codecFromVaeDir, sliceRows, type PromptEncoder } from '../../runtime/pipeline/index.ts';
+import { CachedPromptEncoder, codecFromVaeDir, sha256File, sliceRows, type PromptEncoder } from '../../runtime/pipeline/index.ts';
 import { readSafetensors } from '../io/safetensors.ts';
 import type { InputPath } from '../io/outdir.ts';
 import type { UniFusionConfig } from '../../graphs/unifusion.ts';
@@ -71,6 +71,7 @@ export async function trainImagesCommand(file: string, o: TrainImagesOptions): P
   const ema = num('--ema', o.ema, 'unit');
   const inputs: InputPath[] = [];
   let encoder: PromptEncoder;
+  let encoderId: string | undefined;
   if (o.vlm && o.conditions) throw new UsageError('--vlm and --conditions are exclusive');
   if (o.conditions) {
     inputs.push({ path: o.conditions, what: '--conditions' });
@@ -84,6 +85,7 @@ export async function trainImagesCommand(file: string, o: TrainImagesOptions): P
     if (!Array.isArray(prompts) || !prompts.every((x) => typeof x === 'string')) throw new UsageError(`--conditions '${o.conditions}': its metadata must hold 'prompts', a JSON list naming each row (the empty prompt "" among them, for condition dropout)`);
     const all = Object.fromEntries(c.tensors);
     encoder = new CachedPromptEncoder(new Map(prompts.map((p, i) => [p as string, sliceRows(all, i, i + 1)])), `--conditions '${o.conditions}'`);
+    encoderId = `conditions sha256 ${await sha256File(o.conditions)}`;
   } else if (o.vlm) {
     throw new UsageError(`--vlm '${o.vlm}': encoding prompts needs the VLM runtime (runtime/vlm), which this build does not have yet; give precomputed --conditions instead`);
   } else throw new UsageError('give --vlm DIR (the VLM package that encodes the captions) or --conditions FILE (precomputed)');
@@ -105,7 +107,9 @@ export async function trainImagesCommand(file: string, o: TrainImagesOptions): P
       out: o.out,
       resume: o.resume,
       encoder,
+      encoderId,
       codec,
+      vaeDecoder: codec.decoderPath,
       size,
       buckets: o.buckets,
       steps,
