@@ -127,11 +127,11 @@ async function ditSource(o: AssembleOptions, log: (s: string) => void): Promise<
     };
   }
   if (!src.endsWith('.onnx')) throw new PipelineError(`--dit '${src}': give a DiT .onnx file (with its manifest.json) or an image-training run folder`);
-  const manifestFile = path.join(path.dirname(src), 'manifest.json');
-  const manifest = await readJson<Manifest>(manifestFile, `--dit '${src}' needs the manifest.json written beside it by \`unifusion compile\``);
   await fs.access(src).catch(() => {
     throw new PipelineError(`--dit '${src}': no such file`);
   });
+  const manifestFile = path.join(path.dirname(src), 'manifest.json');
+  const manifest = await readJson<Manifest>(manifestFile, `--dit '${src}' needs the manifest.json written beside it by \`unifusion compile\``);
   return {
     manifest,
     async write(stageDit) {

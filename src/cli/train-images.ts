@@ -75,7 +75,13 @@ export async function trainImagesCommand(file: string, o: TrainImagesOptions): P
   if (o.vlm && o.conditions) throw new UsageError('--vlm and --conditions are exclusive');
   if (o.conditions) {
     inputs.push({ path: o.conditions, what: '--conditions' });
-    const c = readSafetensors(o.conditions);
+    let c;
+    try {
+      c = readSafetensors(o.conditions);
+    } catch (e) {
+      const m = (e as Error).message;
+      throw new UsageError(`--conditions '${o.conditions}': ${/ENOENT/.test(m) ? 'no such file' : m}`);
+    }
     let prompts: unknown;
     try {
       prompts = JSON.parse(c.metadata.prompts ?? 'null');
