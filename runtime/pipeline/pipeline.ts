@@ -245,6 +245,8 @@ export class Pipeline {
   private async conditions(reqs: ConditionRequest[], opts: ConditionOptions, given?: Condition): Promise<{ cond: Condition; rewritten: (string | undefined)[]; rewriteMs: number; encodeMs: number }> {
     const t0 = performance.now();
     if (given) {
+      if (opts.rewrite) throw new ConditionError('prompt rewriting (VERIFI) needs the VLM; precomputed conditions were given (pass --no-rewrite / rewrite: false)');
+      if (reqs.some((r) => r.images?.length)) throw new ConditionError('images in the prompt need the VLM; precomputed conditions were given (they must already hold the images)');
       const n = checkCondition(given, this.conditionInputs, 'conditions');
       if (n !== reqs.length) throw new ConditionError(`conditions have ${n} rows for ${reqs.length} prompt(s)`);
       return { cond: given, rewritten: reqs.map(() => undefined), rewriteMs: 0, encodeMs: performance.now() - t0 };
