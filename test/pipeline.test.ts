@@ -54,6 +54,31 @@ describe('compile --params', () => {
     expect(err / ref).toBeLessThan(1e-4);
   });
 
+  it('a train run folder: trained params from params.safetensors, frozen ones (the in-graph VLM) from its step graph', async () => {
+    const { trainCommand } = await import('../src/cli/train.ts');
+    const { loadTrainedParams, matchParams } = await import('../runtime/pipeline/params.ts');
+    const { trace } = await import('../src/dsl/index.ts');
+    const { decoderLMEncoder, uniFusionForward } = await import('../graphs/unifusion.ts');
+    const { decoderConfigFromHF } = await import('../graphs/vlm/index.ts');
+    const { paramTensor } = await import('../codegen/onnx/emit.ts');
+    const ex = await import('../examples/train-unifusion-tiny.ts');
+    await trainCommand('examples/train-unifusion-tiny.ts', { steps: 2, out: p('run-tiny'), quiet: true, progress: false });
+    const graph = trace('unifusion_tiny', () => {
+      const encoder = decoderLMEncoder(decoderConfigFromHF(ex.TINY_VLM_CONFIG), ex.CONFIG, { prefix: 'vlm' });
+      return { velocity: uniFusionForward(ex.CONFIG, { encoder }).velocity };
+    }, { seed: ex.default.seed });
+    const t = loadTrainedParams([p('run-tiny')]);
+    matchParams(graph, t); // every param has a value, nothing left over
+    const frozen = graph.params().filter((q) => q.params.frozen);
+    expect(frozen.length).toBeGreaterThan(0);
+    for (const q of frozen) {
+      expect(t.source.get(q.params.name)).toMatch(/train-step\.onnx$/);
+      expect([...t.params.get(q.params.name)!.data]).toEqual([...paramTensor(q).data]); // frozen: still the seeded init
+    }
+    const trained = graph.params().find((q) => !q.params.frozen && q.params.name.startsWith('dit.'))!;
+    expect(t.source.get(trained.params.name)).toMatch(/params\.safetensors$/);
+  });
+
   it('refuses weights that do not fit, naming them', async () => {
     const bad = randomParams([ditGraph(TINY)], 1);
     const name = [...bad.keys()][0]!;
