@@ -132,6 +132,17 @@ describe('sample', () => {
     expect(Buffer.compare(fs.readFileSync(p('s1', '0000-seed3.png')), fs.readFileSync(p('s1', '0001-seed4.png')))).not.toBe(0);
   });
 
+  it('--init-latents replaces the seeded noise: the noise of each seed given explicitly gives the same PNGs', async () => {
+    writeSafetensors(p('init.safetensors'), { latents: fromFloat64('f64', [4, 4, 8, 8], seededNoise([3, 4, 5, 6], 256)) });
+    await run('s4', { initLatents: p('init.safetensors') });
+    for (const f of ['0000-seed3.png', '0003-seed6.png']) {
+      const { decode } = await import('fast-png');
+      expect([...decode(fs.readFileSync(p('s4', f))).data]).toEqual([...decode(fs.readFileSync(p('s1', f))).data]);
+    }
+    writeSafetensors(p('init-bad.safetensors'), { latents: fromFloat64('f32', [1, 4, 8, 8], seededNoise([3], 256)) });
+    await expect(run('e7', { initLatents: p('init-bad.safetensors') })).rejects.toThrow(/initial latents have 256 values; 4 images of \[4, 8, 8\] need 1024/);
+  });
+
   it('image k does not depend on the batch around it: seed 4 alone is image 1', async () => {
     writeSafetensors(p('cond0.safetensors'), sliceRows(randomCondition(TINY.taps, 32, [5, 3], 6), 0, 1));
     await sampleCommand({ pipeline: p('pipe'), condition: p('cond0.safetensors'), seed: '4', out: p('s3'), quiet: true, batchSize: '1' });

@@ -156,7 +156,8 @@ export async function main(argv: string[]): Promise<void> {
       .command('sample')
       .description('text-to-image with a pipeline folder: VLM condition -> flow sampler with CFG -> VAE decode -> PNGs')
       .option('--init-image <png>', 'img2img: start from this image, noised to --strength')
-      .option('--strength <x>', 'img2img strength in (0, 1] (default 0.8)'),
+      .option('--strength <x>', 'img2img strength in (0, 1] (default 0.8)')
+      .option('--init-latents <file>', "start from these latents (safetensors 'latents' [N, C, h, w], N = prompts x images) instead of seeded noise"),
   ).action(async (opts: import('./sample.ts').SampleCommandOptions) => {
     const { sampleCommand } = await import('./sample.ts');
     await sampleCommand(opts);

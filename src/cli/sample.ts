@@ -34,6 +34,8 @@ export interface SampleCommandOptions {
   systemPrompt?: string;
   initImage?: string;
   strength?: string | number;
+  /** starting latents: a safetensors file with 'latents' f32 [N, C, h, w] (N = prompts x images) */
+  initLatents?: string;
   condition?: string;
   batchSize?: string | number;
   device?: string;
@@ -179,6 +181,20 @@ export async function sampleCommand(o: SampleCommandOptions, command: 'sample' |
   const images = o.images ? await Promise.all(o.images.map((f) => readImage(f, `--image '${f}'`))) : undefined;
   const reqs: ConditionRequest[] = prompts.map((p) => (images ? { prompt: p, images } : { prompt: p }));
   const init = o.initImage ? [await readImage(o.initImage, `--init-image '${o.initImage}'`)] : undefined;
+  if (o.initLatents && o.initImage) throw new UsageError('--init-latents and --init-image are exclusive');
+  let initLatents: Float64Array | undefined;
+  if (o.initLatents) {
+    inputs.push({ path: o.initLatents, what: '--init-latents' });
+    let t;
+    try {
+      t = readSafetensors(o.initLatents).tensors.get('latents');
+    } catch (e) {
+      throw new UsageError(`--init-latents '${o.initLatents}': ${(e as Error).message}`);
+    }
+    if (!t) throw new UsageError(`--init-latents '${o.initLatents}' has no tensor 'latents' ([N, C, h, w])`);
+    const { toFloat64 } = await import('../io/host.ts');
+    initLatents = toFloat64(t);
+  }
 
   const pipe = await Pipeline.load(o.pipeline, { device: o.device, verify: o.verify });
   try {
@@ -201,6 +217,7 @@ export async function sampleCommand(o: SampleCommandOptions, command: 'sample' |
       rewrite: o.rewrite,
       systemPrompt: o.systemPrompt,
       initImages: init,
+      initLatents,
       strength: init ? (strength ?? 0.8) : undefined,
       maxBatch,
       progress: o.progress === false ? false : 'auto',
