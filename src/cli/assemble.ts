@@ -67,7 +67,8 @@ export async function assembleCommand(o: AssembleCommandOptions): Promise<void> 
   });
   if (o.quiet) return;
   const j = r.json;
-  const rel = path.relative(process.cwd(), r.dir) || r.dir;
+  const r0 = path.relative(process.cwd(), r.dir);
+  const rel = r0 === '' ? '.' : r0.startsWith('..') ? r.dir : r0;
   process.stdout.write(
     [
       `assembled pipeline '${j.name}' -> ${rel}/ (${r.files.length} files, sha256 of each in pipeline.json)`,

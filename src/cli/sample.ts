@@ -226,7 +226,8 @@ export async function sampleCommand(o: SampleCommandOptions, command: 'sample' |
     const r = await pipe.generate(req);
     const files = await writeSamples(o.out, r, { inputs, force: o.force, grid: o.grid, command });
     if (!o.quiet) {
-      const rel = path.relative(process.cwd(), path.resolve(o.out)) || o.out;
+      const abs = path.resolve(o.out), r0 = path.relative(process.cwd(), abs);
+      const rel = r0 === '' ? '.' : r0.startsWith('..') ? abs : r0;
       const t = r.timings;
       const lines = [
         `${command === 'edit' ? 'edited' : 'sampled'} ${r.images.length} image(s) of ${prompts.length} prompt(s) in ${((performance.now() - t0) / 1000).toFixed(2)} s -> ${rel}/ (${files.length > 1 ? `${files[0]} .. ${files.at(-1)}, grid.png` : files[0]})`,

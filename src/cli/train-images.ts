@@ -141,7 +141,8 @@ export async function trainImagesCommand(file: string, o: TrainImagesOptions): P
       log: say,
     });
     const ok = r.records.filter((x) => !x.rejected);
-    const rel = path.relative(process.cwd(), r.dir) || r.dir;
+    const r0 = path.relative(process.cwd(), r.dir);
+    const rel = r0 === '' ? '.' : r0.startsWith('..') ? r.dir : r0;
     say(
       [
         `trained ${config.conditioning} UniFusion (preset ${preset}) on ${o.dataset}: steps ${r.stepsDone - r.records.length + 1}..${r.stepsDone}`,
