@@ -7,38 +7,16 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../src/ir/init.ts';
-import { fromFloat64, type HostTensor } from '../src/io/host.ts';
 import { readSafetensors } from '../src/io/safetensors.ts';
 import { encodePng, type RgbImage } from '../runtime/images/png.ts';
 import { aspectBuckets, assignBucket, encodeDataset, imageBatches, loadDataset, parseTaskMix, parseTimestepDistribution, sampleTimestep, trainOnImages } from '../runtime/data/index.ts';
-import { assemble, LatentCodec, Pipeline, type ConditionRequest, type ConditionResult, type PromptEncoder } from '../runtime/pipeline/index.ts';
+import { assemble, LatentCodec, Pipeline } from '../runtime/pipeline/index.ts';
 import { PRESETS } from '../graphs/presets.ts';
+import { HashEncoder } from './helpers/pipeline-fixtures.ts';
 
 const TINY = PRESETS.tiny!;
 let tmp: string;
 const p = (...xs: string[]) => path.join(tmp, ...xs);
-
-/** A deterministic stand-in VLM: each word and each image adds a token with hidden states from a hash of it. */
-export class HashEncoder implements PromptEncoder {
-  calls = 0;
-  constructor(private readonly taps: readonly number[], private readonly hE: number) {}
-  async condition(reqs: ConditionRequest[]): Promise<ConditionResult> {
-    this.calls++;
-    const toks = reqs.map((r) => [...r.prompt.split(/\s+/).filter(Boolean), ...(r.images ?? []).map((im) => `img:${im.width}x${im.height}:${Buffer.from(im.data).toString('base64').slice(0, 64)}`)]);
-    const S = Math.max(1, ...toks.map((t) => t.length));
-    const out: Record<string, HostTensor> = {};
-    for (const tap of this.taps) {
-      const v = new Float64Array(reqs.length * S * this.hE);
-      toks.forEach((ts, b) => ts.forEach((tok, s) => {
-        const r = new Rng(tap, tok);
-        for (let k = 0; k < this.hE; k++) v[(b * S + s) * this.hE + k] = r.normal();
-      }));
-      out[`hidden_states.${tap}`] = fromFloat64('f32', [reqs.length, S, this.hE], v);
-    }
-    out.condition_mask = fromFloat64('bool', [reqs.length, S], toks.flatMap((ts) => Array.from({ length: S }, (_, s) => (s < ts.length ? 1 : 0))));
-    return { tensors: out, rewritten: reqs.map(() => undefined) };
-  }
-}
 
 function solid(w: number, h: number, rgb: [number, number, number], mark = 0): RgbImage {
   const d = new Uint8Array(w * h * 3);
@@ -217,6 +195,29 @@ describe('image training', () => {
     await expect(trainImagesCommand('graphs/unifusion.ts', { ...base, out: p('x'), taskMix: '85,5,10' })).rejects.toThrow(/image prompts need the pipeline's VLM/);
     await expect(trainImagesCommand('graphs/dit.ts', { ...base, out: p('x') })).rejects.toThrow(/is not one/);
     await expect(trainImagesCommand('graphs/unifusion.ts', { ...base, out: p('ds', 'inside') })).rejects.toThrow(/lies inside the input --dataset/);
+  });
+
+  it('it learns: 160 steps on four solid colours, then CFG sampling of each caption gives its colour', async () => {
+    fs.mkdirSync(p('colours'));
+    const colours: [string, [number, number, number]][] = [['red', [220, 30, 30]], ['green', [30, 200, 40]], ['blue', [30, 40, 220]], ['yellow', [230, 220, 30]]];
+    fs.writeFileSync(p('colours', 'data.jsonl'), colours.map(([n, c]) => (fs.writeFileSync(p('colours', `${n}.png`), encodePng(solid(16, 16, c, -1))), JSON.stringify({ image: `${n}.png`, caption: `a ${n} square` }))).join('\n'));
+    const cfg = PRESETS['tiny-pixel']!;
+    const codec = new LatentCodec({ kind: 'pixel', channels: 3, patch: 4, factor: 1, shift: 0, scale: 1 }, null);
+    const encoder = new HashEncoder(cfg.taps, 32);
+    const r = await trainOnImages({ config: cfg, dataset: p('colours'), out: p('colour-run'), encoder, codec, size: [16, 16], steps: 160, batch: 8, lr: 3e-3, warmup: 10, taskMix: { t2i: 1, recon: 0, edit: 0 }, dropout: 0.1, progress: false, sampleSteps: 4 });
+    const first = r.records.slice(0, 10).reduce((a, x) => a + x.loss, 0) / 10, last = r.records.slice(-10).reduce((a, x) => a + x.loss, 0) / 10;
+    expect(last).toBeLessThan(0.5 * first);
+    await assemble({ dit: p('colour-run'), out: p('colour-pipe') });
+    const pipe = await Pipeline.load(p('colour-pipe'), { encoder });
+    const out = await pipe.generate({ prompts: colours.map(([n]) => `a ${n} square`), steps: 20, guidance: 3, seed: 0 });
+    await pipe.close();
+    out.images.forEach((im, i) => {
+      const m = [0, 0, 0];
+      for (let k = 0; k < 256; k++) for (let c = 0; c < 3; c++) m[c]! += im.image.data[k * 3 + c]! / 256;
+      const d = colours.map(([, c]) => Math.hypot(m[0]! - c[0], m[1]! - c[1], m[2]! - c[2]));
+      expect(d.indexOf(Math.min(...d))).toBe(i); // nearest its own prompt's colour
+      expect(d[i]!).toBeLessThan(80);
+    });
   });
 });
 

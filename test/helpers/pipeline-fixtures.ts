@@ -9,6 +9,7 @@ import { writeSafetensors } from '../../src/io/safetensors.ts';
 import { traceVaeDecoder, traceVaeEncoder, type VaeConfig } from '../../graphs/vae.ts';
 import { uniFusionForward, type UniFusionConfig } from '../../graphs/unifusion.ts';
 import type { Graph } from '../../src/ir/graph.ts';
+import type { ConditionRequest, ConditionResult, PromptEncoder } from '../../runtime/pipeline/condition.ts';
 
 /** Every param of the graphs, N(0, 1) * scale (norm scales around 1), seeded by name. */
 export function randomParams(graphs: readonly Graph[], seed: number, scale = 0.2): Map<string, HostTensor> {
@@ -78,3 +79,26 @@ export function randomCondition(taps: readonly number[], hE: number, lens: reado
   out.condition_mask = fromFloat64('bool', [P, S], lens.flatMap((l) => Array.from({ length: S }, (_, j) => (j < l ? 1 : 0))));
   return out;
 }
+
+/** A deterministic stand-in VLM: each word and each image adds a token with hidden states from a hash of it. */
+export class HashEncoder implements PromptEncoder {
+  calls = 0;
+  constructor(private readonly taps: readonly number[], private readonly hE: number) {}
+  async condition(reqs: ConditionRequest[]): Promise<ConditionResult> {
+    this.calls++;
+    const toks = reqs.map((r) => [...r.prompt.split(/\s+/).filter(Boolean), ...(r.images ?? []).map((im) => `img:${im.width}x${im.height}:${Buffer.from(im.data).toString('base64').slice(0, 64)}`)]);
+    const S = Math.max(1, ...toks.map((t) => t.length));
+    const out: Record<string, HostTensor> = {};
+    for (const tap of this.taps) {
+      const v = new Float64Array(reqs.length * S * this.hE);
+      toks.forEach((ts, b) => ts.forEach((tok, s) => {
+        const r = new Rng(tap, tok);
+        for (let k = 0; k < this.hE; k++) v[(b * S + s) * this.hE + k] = r.normal();
+      }));
+      out[`hidden_states.${tap}`] = fromFloat64('f32', [reqs.length, S, this.hE], v);
+    }
+    out.condition_mask = fromFloat64('bool', [reqs.length, S], toks.flatMap((ts) => Array.from({ length: S }, (_, s) => (s < ts.length ? 1 : 0))));
+    return { tensors: out, rewritten: reqs.map(() => undefined) };
+  }
+}
+
