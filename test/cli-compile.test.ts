@@ -11,7 +11,7 @@ describe('compile <graph.ts>', () => {
   it('loads a user graph file with esbuild and writes <name>.onnx + manifest.json', async () => {
     const out = tmp();
     await compileCommand('test/graphs/good.ts', { out, preset: 'small', quiet: true });
-    expect(fs.readdirSync(out).sort()).toEqual(['manifest.json', 'mlp.onnx']);
+    expect(fs.readdirSync(out).sort()).toEqual(['.unifusion-output.json', 'manifest.json', 'mlp.onnx']);
     const m = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
     expect(m.name).toBe('mlp');
     expect(m.preset).toBe('small');
