@@ -7,6 +7,7 @@ import type { Init } from '../ir/params.ts';
 import { currentTrace, DSLError, tracing } from './trace.ts';
 import { Tensor } from './tensor.ts';
 import { userSite } from './site.ts';
+import { checkDType } from './check.ts';
 
 interface Owner {
   parent: Module;
@@ -24,7 +25,8 @@ export class Param {
     readonly init: Init,
     readonly dtype: DType = 'f32',
   ) {
-    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw new DSLError(`param shape [${shape}] must be non-negative integers`, userSite());
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new DSLError(`param shape [${shape}] must be non-negative integers`, userSite());
+    checkDType('param', dtype);
   }
   get path(): string {
     const o = this[OWNER];

@@ -7,6 +7,7 @@ import type { OpKind, OpParams } from '../ir/params.ts';
 import { captureSite, siteFromStack, userSite } from './site.ts';
 import type { RecomputeRegion } from '../autodiff/grad.ts';
 import { Tensor } from './tensor.ts';
+import { checkDType, checkShape } from './check.ts';
 
 export class DSLError extends Error {
   constructor(message: string, readonly site?: string) {
@@ -123,6 +124,9 @@ export function dim(name: string): Dim {
 }
 
 export function input(name: string, dtype: DType, shape: readonly Dim[]): Tensor {
+  if (typeof name !== 'string' || name === '') throw new DSLError(`input: the name must be a non-empty string, got ${JSON.stringify(name)}`, userSite());
+  checkDType(`input '${name}'`, dtype);
+  checkShape(`input '${name}'`, shape);
   const t = currentTrace();
   if (t.inputs.some((i) => i.params.name === name)) throw new DSLError(`input '${name}' declared twice`, userSite());
   const node = t.apply('input', { name, dtype, shape: [...shape] }, []);
