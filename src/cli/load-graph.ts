@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { GRAPH_DEFINITION, type GraphDefinition } from '../dsl/define.ts';
-import { displayFile } from '../dsl/site.ts';
+import { displayFile, registerSourceMap } from '../dsl/site.ts';
 import { asDSLError } from '../dsl/trace.ts';
 import type { Graph } from '../ir/graph.ts';
 
@@ -76,6 +76,8 @@ export async function loadGraphFile(file: string): Promise<LoadedDefinition> {
     throw new GraphFileError(`cannot build graph file '${file}':\n${msg}`);
   }
   const code = result.outputFiles[0]!.text;
+  const inline = /\/\/# sourceMappingURL=data:application\/json;base64,([A-Za-z0-9+/=]+)\s*$/.exec(code);
+  if (inline) registerSourceMap(tmp, JSON.parse(Buffer.from(inline[1]!, 'base64').toString('utf8')));
   await fs.writeFile(tmp, code);
   let mod: { default?: unknown };
   try {

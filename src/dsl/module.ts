@@ -126,7 +126,8 @@ export abstract class Module {
   /** The module's path as a trace scope: '/'-separated module names ('dit/blocks.3/attn'). */
   scopePath(): string {
     const o = this[OWNER];
-    if (!o) return this.rootName;
+    // a dotted root name ('vlm.embed_tokens', 'model.layers.3') reads as module path 'vlm/embed_tokens', 'model/layers.3'
+    if (!o) return this.rootName.split('.').reduce((acc, seg) => (acc === '' ? seg : /^\d+$/.test(seg) ? `${acc}.${seg}` : `${acc}/${seg}`), '');
     const pre = o.parent.scopePath();
     return pre ? `${pre}/${o.key}` : o.key;
   }

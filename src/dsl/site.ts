@@ -9,9 +9,9 @@
 //   About 15 µs; used for every IR node a trace makes (ONNX doc_strings), where formatting
 //   whole stacks would add a second to an 8B-parameter trace. Where no source map is registered
 //   with Node (vitest's own transform), the generated position is the best it can give.
-import { findSourceMap } from 'node:module';
+import { findSourceMap, SourceMap } from 'node:module';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const SRC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const COMPILER_DIRS = ['train', 'autodiff', 'passes', 'cli'].map((d) => path.join(SRC_DIR, d) + path.sep);
@@ -31,6 +31,24 @@ function isOurs(file: string): boolean {
   return path.resolve(f).startsWith(SRC_DIR + path.sep);
 }
 
+// Source maps of code this package generated and imported (bundled graph files), by file URL:
+// Node's own cache only holds them when source maps are enabled process-wide.
+const registered = new Map<string, SourceMap>();
+const urlOf = (file: string) => (file.startsWith('file://') ? file : pathToFileURL(path.resolve(file)).href);
+
+/** Register the source map of a generated module (its payload: the parsed JSON). */
+export function registerSourceMap(file: string, payload: unknown): void {
+  registered.set(urlOf(file), new SourceMap(payload as ConstructorParameters<typeof SourceMap>[0]));
+}
+
+/** The original 'file:line' of a generated position (1-based line and column), or the position itself. */
+function mapped(file: string, line: number, col: number): string {
+  const sm = registered.get(urlOf(file)) ?? findSourceMap(file);
+  const entry = sm?.findEntry(line - 1, col - 1) as { originalSource?: string; originalLine?: number } | undefined;
+  if (entry?.originalSource && entry.originalLine !== undefined) return `${displayFile(resolveSource(file, entry.originalSource))}:${entry.originalLine + 1}`;
+  return `${displayFile(file)}:${line}`;
+}
+
 /** The first user frame of a formatted stack (`err.stack`), as 'file:line'. */
 export function siteFromStack(stack: string | undefined): string | undefined {
   for (const line of (stack ?? '').split('\n').slice(1)) {
@@ -38,6 +56,8 @@ export function siteFromStack(stack: string | undefined): string | undefined {
     if (!m) continue;
     const file = m[1]!;
     if (!file.includes('/') || isOurs(file)) continue;
+    // a bundle whose frames were not mapped while formatting (no process-wide source maps)
+    if (registered.has(urlOf(file))) return mapped(file, Number(m[2]), Number(m[3]));
     return `${displayFile(file)}:${m[2]}`;
   }
   return undefined;
@@ -70,11 +90,7 @@ export function captureSite(): string | undefined {
     // made by the compiler itself (gradients, the optimizer step): no line of the user's made it
     if (COMPILER_DIRS.some((d) => (file.startsWith('file://') ? fileURLToPath(file) : file).startsWith(d))) return undefined;
     if (isOurs(file)) continue;
-    const line = cs.getLineNumber() ?? 0;
-    const col = cs.getColumnNumber() ?? 0;
-    const entry = findSourceMap(file)?.findEntry(line - 1, col - 1) as { originalSource?: string; originalLine?: number } | undefined;
-    if (entry?.originalSource && entry.originalLine !== undefined) return `${displayFile(resolveSource(file, entry.originalSource))}:${entry.originalLine + 1}`;
-    return `${displayFile(file)}:${line}`;
+    return mapped(file, cs.getLineNumber() ?? 0, cs.getColumnNumber() ?? 0);
   }
   return undefined;
 }

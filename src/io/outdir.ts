@@ -541,7 +541,8 @@ export class RunDir {
     RunDir.checkState(t, st);
     const made = await makeDirs(dir, flag);
     const rd = new RunDir(dir, t.command, new Set(st.marker?.files ?? []), made);
-    await rd.flush();
+    // an existing marker is left as it is until a file is written (a run that fails at once changes nothing)
+    if (!st.marker) await rd.flush();
     // what killed runs of ours left behind (listed files are ours; nothing else is touched)
     if (st.marker) for (const f of await listFiles(dir)) if (isStaleTemp(f)) await fs.rm(path.join(dir, f), { force: true });
     return rd;
