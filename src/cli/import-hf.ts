@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { compileGraph, type Manifest } from '../compiler.ts';
 import { writeModelStreaming } from '../../codegen/onnx/external-writer.ts';
 import { setModelMetadata } from '../../codegen/onnx/emit.ts';
-import { MARKER, preflightOutputDir, writeOutputDir, type OutputTarget } from '../io/outdir.ts';
+import { displayPath, MARKER, preflightOutputDir, writeOutputDir, type OutputTarget } from '../io/outdir.ts';
 import type { Graph } from '../ir/graph.ts';
 import type { DType } from '../ir/dtype.ts';
 import type { HostTensor } from '../io/host.ts';
@@ -399,7 +399,7 @@ export async function importHfCommand(src: string, opts: ImportCommandOptions): 
     if (!opts.quiet) process.stdout.write(s + '\n');
   };
   const r = await importHf(src, { out: opts.out, taps: opts.taps, dtype: opts.dtype, force: opts.force, log: say });
-  const rel = (p: string) => path.relative(process.cwd(), p) || p;
+  const rel = displayPath;
   const lines = [`imported ${rel(src)} (${r.modelType}) -> ${rel(r.out)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`];
   for (const m of r.models) {
     const mf = m.manifest;

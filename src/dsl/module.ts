@@ -76,10 +76,18 @@ function scoped(mod: Module, key: string, fn: Function): Function {
   if (!perModule) scopedMethods.set(mod, (perModule = new Map()));
   let w = perModule.get(fn);
   if (!w) {
+    // one frame only (no inScope closure): every frame between an op and the user's line costs
+    // the per-node site capture (src/dsl/site.ts) a few µs
     w = function (this: unknown, ...args: unknown[]) {
       const tr = tracing();
       const scope = tr ? mod.scopePath() : '';
-      return tr && scope ? tr.inScope(scope, () => fn.apply(this, args)) : fn.apply(this, args);
+      if (!tr || !scope) return fn.apply(this, args);
+      tr.enterScope(scope);
+      try {
+        return fn.apply(this, args);
+      } finally {
+        tr.exitScope();
+      }
     };
     Object.defineProperty(w, 'name', { value: key });
     perModule.set(fn, w);

@@ -69,13 +69,36 @@ export function userSite(): string | undefined {
 
 const structured = (_e: Error, cs: NodeJS.CallSite[]) => cs;
 
+// Per file name seen in a stack: is it ours, the compiler's own (gradients, optimizer), or the user's?
+// And per position: its mapped 'file:line'. A trace asks for thousands of sites over a few files.
+const kinds = new Map<string, 'ours' | 'compiler' | 'user'>();
+const positions = new Map<string, string>();
+function kindOf(file: string): 'ours' | 'compiler' | 'user' {
+  let k = kinds.get(file);
+  if (k === undefined) {
+    const abs = file.startsWith('file://') ? fileURLToPath(file) : file;
+    k = COMPILER_DIRS.some((d) => abs.startsWith(d)) ? 'compiler' : isOurs(file) ? 'ours' : 'user';
+    kinds.set(file, k);
+  }
+  return k;
+}
+
 /** userSite() from structured call sites (see the header): cheap enough for every node. */
 export function captureSite(): string | undefined {
+  // Collecting frames is what costs (a few µs each): most DSL calls reach the user's frame within
+  // ten, so look there first and go deeper only when those ten were all ours.
+  const near = siteWithin(10);
+  return near === DEEPER ? (siteWithin(40) as string | undefined) : near;
+}
+
+const DEEPER = Symbol('deeper');
+
+function siteWithin(limit: number): string | undefined | typeof DEEPER {
   const prevPrepare = Error.prepareStackTrace;
   const prevLimit = Error.stackTraceLimit;
   let sites: NodeJS.CallSite[];
   try {
-    Error.stackTraceLimit = 24;
+    Error.stackTraceLimit = limit;
     Error.prepareStackTrace = structured;
     const holder: { stack?: NodeJS.CallSite[] } = {};
     Error.captureStackTrace(holder, captureSite);
@@ -84,13 +107,19 @@ export function captureSite(): string | undefined {
     Error.prepareStackTrace = prevPrepare;
     Error.stackTraceLimit = prevLimit;
   }
+  if (sites.length >= limit - 1 && limit < 40 && sites.every((cs) => { const f = cs.getFileName(); return !f || kindOf(f) === 'ours'; })) return DEEPER;
   for (const cs of sites) {
     const file = cs.getFileName();
     if (!file) continue;
+    const kind = kindOf(file);
     // made by the compiler itself (gradients, the optimizer step): no line of the user's made it
-    if (COMPILER_DIRS.some((d) => (file.startsWith('file://') ? fileURLToPath(file) : file).startsWith(d))) return undefined;
-    if (isOurs(file)) continue;
-    return mapped(file, cs.getLineNumber() ?? 0, cs.getColumnNumber() ?? 0);
+    if (kind === 'compiler') return undefined;
+    if (kind === 'ours') continue;
+    const line = cs.getLineNumber() ?? 0, col = cs.getColumnNumber() ?? 0;
+    const key = `${file}:${line}:${col}`;
+    let at = positions.get(key);
+    if (at === undefined) positions.set(key, (at = mapped(file, line, col)));
+    return at;
   }
   return undefined;
 }

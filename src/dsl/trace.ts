@@ -37,6 +37,14 @@ export class Trace {
     return this.scopes.at(-1) ?? '';
   }
 
+  /** Attribute new nodes to `scope` until the matching exitScope() (module methods use this pair). */
+  enterScope(scope: string): void {
+    this.scopes.push(scope);
+  }
+  exitScope(): void {
+    this.scopes.pop();
+  }
+
   /** Run `fn` with nodes attributed to `scope` (a module path, '/'-separated). */
   inScope<T>(scope: string, fn: () => T): T {
     this.scopes.push(scope);
