@@ -417,7 +417,7 @@ describe('bad inputs: a clear error, exit != 0, no hang, no stack trace, nothing
     expect(new Set(ROWS.map((r) => r.cmd))).toEqual(new Set(['general', 'compile', 'run', 'inspect', 'train', 'import-hf', 'demo']));
   });
 
-  // Two children at a time: each is a node process; more would only queue on a 2-core machine.
+  // One child per core (at least two): each is a CPU-bound node process.
   describe.concurrent.each(ROWS.map((r) => [`${r.cmd}: ${r.name}`, r] as const))('%s', (_label, row) => {
     it('fails clearly and leaves everything as it was', async (ctx) => {
       const why = row.skip?.();
@@ -456,11 +456,12 @@ describe('bad inputs: a clear error, exit != 0, no hang, no stack trace, nothing
   });
 });
 
-// a two-slot semaphore for the child processes
+// a semaphore for the child processes
+const SLOTS = Math.max(2, os.availableParallelism?.() ?? 2);
 let running = 0;
 const waiting: (() => void)[] = [];
 function slot(): Promise<void> {
-  if (running < 2) {
+  if (running < SLOTS) {
     running++;
     return Promise.resolve();
   }

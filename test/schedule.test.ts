@@ -97,4 +97,12 @@ describe('unifusion train --resume and the lr schedule', () => {
     await trainCommand('examples/train-mlp.ts', { quiet: true, progress: false, typecheck: false, intraOpThreads: 1, checkpointEvery: 5, keep: 10, steps: 40, out: mid, resume: true });
     expect(metrics(mid).filter((r) => r.step > 30).map((r) => r.lr)).toEqual(before);
   }, 240_000);
+
+  it('resumed without --steps, a run goes on to the end of its recorded schedule (not the train file default)', async () => {
+    const out = path.join(root, 'nosteps');
+    await trainCommand('examples/train-mlp.ts', { ...opts, steps: 10, out });
+    fs.rmSync(path.join(out, 'checkpoints', 'step-000000010.safetensors'));
+    const r = await trainCommand('examples/train-mlp.ts', { quiet: true, progress: false, typecheck: false, intraOpThreads: 1, out, resume: true });
+    expect(r.records.map((x) => x.step)).toEqual([6, 7, 8, 9, 10]);
+  }, 120_000);
 });

@@ -138,7 +138,9 @@ export async function trainCommand(file: string, opts: TrainCommandOptions): Pro
     return { def, compiled, compileMs: performance.now() - t0 };
   }, { primary: (e) => e instanceof UsageError });
   const d = def.defaults ?? {};
-  const steps = num('steps', opts.steps, d.steps, 'posint');
+  // resumed without --steps: the run goes on to the end of the schedule it recorded, not to the file's default
+  const recorded = parseScheduleRecord(resumedMeta?.schedule);
+  const steps = num('steps', opts.steps, recorded ? scheduleEnd(recorded) : d.steps, 'posint');
   if (steps === undefined) throw new UsageError(`--steps is required (the train file sets no default)`);
   const every = num('checkpoint-every', opts.checkpointEvery, d.checkpointEvery ?? 100, 'int')!;
   const keep = num('keep', opts.keep, d.keep ?? 3, 'posint')!;
