@@ -88,8 +88,19 @@ describe('compile through the CLI', () => {
     const ok = await cli(root, 'compile', 'g.ts', '--out', 'o', '--no-typecheck');
     expect(ok.code, ok.stderr).toBe(0);
     expect(fs.existsSync(path.join(root, 'o', 'g.onnx'))).toBe(true);
+    // a passed check is remembered until a file of the program changes
+    fs.writeFileSync(path.join(root, 'g.ts'), fs.readFileSync(path.join(root, 'g.ts'), 'utf8').replace('const s: string = cfg.w;', 'const s: number = cfg.w;'));
+    const first = await cli(root, 'compile', 'g.ts', '--out', 'o');
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/type check \d+ ms \(beside them\)/);
+    const again = await cli(root, 'compile', 'g.ts', '--out', 'o');
+    expect(again.stdout).toMatch(/type check passed before \(files unchanged\)/);
+    fs.writeFileSync(path.join(root, 'g.ts'), fs.readFileSync(path.join(root, 'g.ts'), 'utf8').replace('const s: number = cfg.w;', "const s: number = 'w';"));
+    const changed = await cli(root, 'compile', 'g.ts', '--out', 'o');
+    expect(changed.code).toBe(1);
+    expect(changed.stderr).toMatch(/g\.ts:4:9 - error TS2322: Type 'string' is not assignable to type 'number'/);
     fs.rmSync(root, { recursive: true });
-  }, 180_000);
+  }, 300_000);
 
   it('the ONNX explains itself: module paths in node names, the file:line in doc_string, metadata_props; params and I/O keep their names', async () => {
     const root = tmp();

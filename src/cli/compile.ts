@@ -62,6 +62,7 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
   }, { primary: (e) => e instanceof GraphFileError });
   const [t1, t2, t3] = times;
   const tc = performance.now();
+  const cached = check ? (await check.result).cached : false;
   const written = await writeOutputDir(target, (stage) => writeCompiled(stage, compiled));
   const w = written.result;
   const t4 = performance.now();
@@ -75,7 +76,7 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
     `  outputs: ${m.outputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(', ')}]`).join('; ')}`,
     `  params:  ${fmt(m.paramCount)} (${fmt(m.trainableParamCount)} trainable) in ${m.params.length} tensors, weights ${m.weights}`,
     `  nodes:   ${m.irNodes} IR -> ${m.onnxNodes} ONNX (opset ${m.opset}); ${fmt(w.onnxBytes)} bytes onnx${w.dataBytes ? ` + ${fmt(w.dataBytes)} bytes external data` : ''}`,
-    `  time:    load ${(t1 - t0).toFixed(0)} ms, trace ${(t2 - t1).toFixed(0)} ms, passes+emit ${(t3 - t2).toFixed(0)} ms${check ? `, type check ${(tc - t0).toFixed(0)} ms (beside them)` : ''}, write ${(t4 - tc).toFixed(0)} ms`,
+    `  time:    load ${(t1 - t0).toFixed(0)} ms, trace ${(t2 - t1).toFixed(0)} ms, passes+emit ${(t3 - t2).toFixed(0)} ms${check ? (cached ? ', type check passed before (files unchanged)' : `, type check ${(tc - t0).toFixed(0)} ms (beside them)`) : ''}, write ${(t4 - tc).toFixed(0)} ms`,
     `  manifest: ${final(w.manifestPath)}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

@@ -13,7 +13,9 @@
 //   this package (whose own sources `npm run typecheck` covers).
 // - startTypecheck() runs the check in a worker thread, so it overlaps the trace and compile
 //   instead of adding to them (measured in the report of issue 8; --no-typecheck skips it).
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -32,6 +34,10 @@ export interface TypecheckResult {
   ms: number;
   /** the checker itself could not run (reported as a warning; the command goes on unchecked) */
   failure?: string;
+  /** every source file of the program (the user's and ours), for the cache of passed checks */
+  inputs?: string[];
+  /** true when a passed check of the same files was reused (nothing changed since) */
+  cached?: boolean;
 }
 
 const MAX_SHOWN = 12;
@@ -126,7 +132,79 @@ export async function typecheckFile(file: string): Promise<TypecheckResult> {
       errors.push(`${where} - error TS${d.code}: ${msg}`);
     }
   }
-  return { errors, files: program.getSourceFiles().length, ms: performance.now() - t0 };
+  const inputs = program.getSourceFiles().map((sf) => sf.fileName).filter((f) => !f.includes('/lib.') || fs.existsSync(f));
+  return { errors, files: program.getSourceFiles().length, ms: performance.now() - t0, inputs: configPath ? [...inputs, path.resolve(configPath)] : inputs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passed checks are remembered (node_modules/.cache/unifusion/typecheck/, else the temp folder):
+// the same entry whose program files all have the sizes and mtimes they had then needs no check
+// again (a second compile with another preset, a resumed training). Only passes are cached.
+// ---------------------------------------------------------------------------------------------
+
+interface CacheEntry {
+  key: string;
+  files: [string, number, number][];
+}
+
+function cacheDir(): string {
+  const inPkg = path.join(PKG_ROOT, 'node_modules', '.cache', 'unifusion', 'typecheck');
+  return fs.existsSync(path.join(PKG_ROOT, 'node_modules')) ? inPkg : path.join(os.tmpdir(), 'unifusion-typecheck-cache');
+}
+
+function cacheKey(entry: string): string {
+  const version = (p: string) => {
+    try {
+      return (JSON.parse(fs.readFileSync(p, 'utf8')) as { version?: string }).version ?? '';
+    } catch {
+      return '';
+    }
+  };
+  return `${version(path.join(PKG_ROOT, 'package.json'))}|${version(path.join(PKG_ROOT, 'node_modules', 'ts-morph', 'package.json'))}|${entry}`;
+}
+
+function cacheFile(entry: string): string {
+  return path.join(cacheDir(), `${createHash('sha256').update(entry).digest('hex').slice(0, 32)}.json`);
+}
+
+/** The tsconfig.json the checker would use (found without loading TypeScript). */
+function nearestConfig(entry: string): string | undefined {
+  for (let d = path.dirname(entry); ; d = path.dirname(d)) {
+    const c = path.join(d, 'tsconfig.json');
+    if (fs.existsSync(c)) return c === path.join(PKG_ROOT, 'tsconfig.json') ? undefined : c;
+    if (path.dirname(d) === d) return undefined;
+  }
+}
+
+function cachedPass(entry: string): boolean {
+  try {
+    const c = JSON.parse(fs.readFileSync(cacheFile(entry), 'utf8')) as CacheEntry;
+    if (c.key !== cacheKey(entry)) return false;
+    const config = nearestConfig(entry);
+    if (config && !c.files.some(([f]) => f === config)) return false;
+    return c.files.every(([f, mtime, size]) => {
+      const st = fs.statSync(f, { throwIfNoEntry: false });
+      return st !== undefined && st.mtimeMs === mtime && st.size === size;
+    });
+  } catch {
+    return false;
+  }
+}
+
+function rememberPass(entry: string, inputs: readonly string[]): void {
+  try {
+    const files = inputs.flatMap((f): [string, number, number][] => {
+      const st = fs.statSync(f, { throwIfNoEntry: false });
+      return st ? [[f, st.mtimeMs, st.size]] : [];
+    });
+    const dir = cacheDir();
+    fs.mkdirSync(dir, { recursive: true });
+    const tmp = path.join(dir, `.${process.pid}-${Math.random().toString(36).slice(2)}.tmp`);
+    fs.writeFileSync(tmp, JSON.stringify({ key: cacheKey(entry), files } satisfies CacheEntry));
+    fs.renameSync(tmp, cacheFile(entry));
+  } catch {
+    /* a cache that cannot be written only costs the next check */
+  }
 }
 
 /** A running type check (see startTypecheck). */
@@ -140,6 +218,8 @@ export interface TypecheckHandle {
 
 /** Start type-checking `file` in a worker thread; falls back to this thread if no worker can start. */
 export function startTypecheck(file: string): TypecheckHandle {
+  const entry = path.resolve(file);
+  if (cachedPass(entry)) return { file, result: Promise.resolve({ errors: [], files: 0, ms: 0, cached: true }), cancel: () => {} };
   let worker: Worker | undefined;
   const inThread = () =>
     typecheckFile(file).catch((e: unknown): TypecheckResult => ({ errors: [], files: 0, ms: 0, failure: e instanceof Error ? e.message : String(e) }));
@@ -165,7 +245,10 @@ export function startTypecheck(file: string): TypecheckHandle {
   });
   return {
     file,
-    result,
+    result: result.then((r) => {
+      if (!r.errors.length && !r.failure && r.inputs) rememberPass(entry, r.inputs);
+      return r;
+    }),
     cancel: () => void worker?.terminate(),
   };
 }
