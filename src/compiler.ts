@@ -5,12 +5,16 @@ import * as path from 'node:path';
 import { dimStr } from './ir/dims.ts';
 import { DTYPE_INFO } from './ir/dtype.ts';
 import type { Graph } from './ir/graph.ts';
-import { optimize } from './passes/pipeline.ts';
+import { optimize, pipelineFor } from './passes/pipeline.ts';
+import type { FusionReport } from './passes/fusion/fuse.ts';
+import { DEFAULT_TARGET } from './passes/fusion/targets.ts';
+import type { Target } from './ir/target.ts';
 import type { Pass } from './passes/pass.ts';
 import { emitModel, type Emitted, type WeightMode } from '../codegen/onnx/emit.ts';
 import { atomicWrite, writeModel } from '../codegen/onnx/write.ts';
 import { OPSET } from '../codegen/onnx/proto.ts';
 import type { HostTensor } from './io/host.ts';
+import { FUSED_OPS } from './ir/ops/fused.ts';
 
 export interface CompileOptions {
   /** weight placement; default: embed below 1 GiB of weights, external above */
@@ -19,6 +23,13 @@ export interface CompileOptions {
   passes?: readonly Pass[];
   paramValues?: ReadonlyMap<string, HostTensor>;
   preset?: string;
+  /**
+   * Execution provider to fuse and lower for (default 'cpu': the runtime is onnxruntime-node's CPU
+   * EP). 'portable' = standard ai.onnx ops only. Ignored when `passes` is given.
+   */
+  target?: Target;
+  /** false: no fusion step (the primitives as traced, lowered op by op) */
+  fuse?: boolean;
 }
 
 export interface TensorDesc {
@@ -41,22 +52,33 @@ export interface Manifest {
   trainableParamCount: number;
   onnxNodes: number;
   irNodes: number;
+  target: Target;
+  /** fused node counts by fused op kind (IR) */
+  fused: Record<string, number>;
 }
 
 export interface Compiled {
   graph: Graph;
   emitted: Emitted;
   manifest: Manifest;
+  /** what each fusion rule fused and declined (undefined when no fusion step ran) */
+  fusion?: FusionReport;
 }
 
 const AUTO_EXTERNAL_BYTES = 1 << 30;
+const FUSED_KINDS = new Set<string>(Object.keys(FUSED_OPS));
 
 export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled {
-  const graph = optimize(input, { debug: opts.debug, passes: opts.passes });
+  const target = opts.target ?? DEFAULT_TARGET;
+  let fusion: FusionReport | undefined;
+  const passes = opts.passes ?? (opts.fuse === false ? undefined : pipelineFor(target, { onReport: (r) => (fusion = r) }));
+  const graph = optimize(input, { debug: opts.debug, passes });
   const params = graph.params();
   const bytes = params.reduce((a, p) => a + p.params.shape.reduce((x, d) => x * d, 1) * DTYPE_INFO[p.dtype].bytes, 0);
   const weights: WeightMode = !opts.weights || opts.weights === 'auto' ? (bytes >= AUTO_EXTERNAL_BYTES ? 'external' : 'embed') : opts.weights;
-  const emitted = emitModel(graph, { weights, paramValues: opts.paramValues });
+  const emitted = emitModel(graph, { weights, paramValues: opts.paramValues, target });
+  const fused: Record<string, number> = {};
+  for (const n of graph.nodes()) if (FUSED_KINDS.has(n.op)) fused[n.op] = (fused[n.op] ?? 0) + 1;
   const desc = (name: string, dtype: string, shape: readonly (number | { key: string })[]): TensorDesc => ({
     name,
     dtype,
@@ -76,8 +98,10 @@ export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled 
     trainableParamCount: graph.paramCount((p) => !p.params.frozen),
     onnxNodes: emitted.model.graph?.node?.length ?? 0,
     irNodes: graph.nodes().length,
+    target,
+    fused,
   };
-  return { graph, emitted, manifest };
+  return { graph, emitted, manifest, fusion };
 }
 
 export async function writeCompiled(dir: string, c: Compiled): Promise<{ onnxPath: string; manifestPath: string; onnxBytes: number; dataBytes: number }> {

@@ -36,7 +36,7 @@ export interface TargetSpec {
   lower: { [K in FusedKind]: { use: readonly Lowering[]; why: string } };
 }
 
-const NORM_RULES = ['rms-norm', 'layer-norm', 'gelu', 'rope', 'rope-sections', 'sdpa', 'swiglu'] as const;
+const NORM_RULES = ['layer-norm', 'rms-norm', 'gelu', 'rope', 'rope-sections', 'sdpa', 'swiglu'] as const;
 const CUSTOM_RULES = ['ada-rms-norm', 'layer-pool'] as const;
 
 export const TARGET_TABLE: { [T in Target]: TargetSpec } = {
@@ -87,7 +87,7 @@ export const TARGET_TABLE: { [T in Target]: TargetSpec } = {
   },
   portable: {
     description: 'standard ai.onnx ops only (no com.microsoft, no custom domains): onnxruntime-web and other runtimes; fused ops that are standard opset-23 ops with kernels on every ORT EP the survey lists',
-    rules: ['rms-norm', 'layer-norm', 'gelu', 'rope', 'rope-sections'],
+    rules: ['layer-norm', 'rms-norm', 'gelu', 'rope', 'rope-sections'],
     lower: {
       rms_norm: { use: ['RMSNormalization-23', 'decompose'], why: '[S][K] standard op with CPU, CUDA and WebGPU kernels, passes onnx.checker' },
       layer_norm: { use: ['LayerNormalization-17', 'decompose'], why: '[S][K] standard op with CPU, CUDA and WebGPU kernels' },

@@ -1,0 +1,158 @@
+// The fusion pass: runs a target's rules in order, each over the whole graph.
+// Per rule: walk nodes users-first (so the largest pattern wins), match, check,
+// claim the match's internal nodes, then rebuild the graph with each accepted
+// root replaced by its fused node. A match whose intermediate values are used
+// outside it is declined (fusing would compute them twice). Every decline is
+// recorded with its reason and the root's site for `compile --debug`.
+import { Builder, Graph } from '../../ir/graph.ts';
+import { NB } from '../../ir/nb.ts';
+import { OpError, type Node } from '../../ir/node.ts';
+import type { OpKind } from '../../ir/params.ts';
+import type { Target } from '../../ir/target.ts';
+import type { Pass } from '../pass.ts';
+import { compilePatterns, describe, makeMatch, matchNode, type FusionRule, type Match, type RewriteCtx } from './rule.ts';
+import { RULES } from './rules.ts';
+import { TARGET_TABLE } from './targets.ts';
+
+export interface RuleReport {
+  rule: string;
+  fused: { at: string; pattern: string }[];
+  declined: { at: string; pattern: string; reason: string }[];
+}
+
+export interface FusionReport {
+  target: Target;
+  rules: RuleReport[];
+}
+
+function where(n: Node): string {
+  return `${describe(n)}${n.site ? ` at ${n.site}` : ''}`;
+}
+
+function usersOf(g: Graph): Map<Node, Node[]> {
+  const users = new Map<Node, Node[]>();
+  for (const n of g.nodes()) for (const i of new Set(n.inputs)) (users.get(i) ?? users.set(i, []).get(i)!).push(n);
+  return users;
+}
+
+/** One rule over the graph; returns the new graph and what happened. */
+export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { graph: Graph; fused: number } {
+  const patterns = compilePatterns(rule);
+  const loose = new Set<OpKind>(rule.loose ?? []);
+  const nodes = g.nodes();
+  const users = usersOf(g);
+  const outputs = new Set(g.outputs.map((o) => o.node));
+  const claimed = new Set<Node>();
+  const accepted = new Map<Node, Match<string>>();
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const n = nodes[i]!;
+    if (claimed.has(n) || n.inputs.length === 0) continue;
+    const declines: { pattern: string; reason: string }[] = [];
+    const tryMatch = (m: Match<string>, internal: Node[]): boolean => {
+      // intermediates used outside the match would have to be computed twice
+      const inside = new Set([...internal, n]);
+      const leak = internal.find((x) => !x.is('constant') && (outputs.has(x) || (users.get(x) ?? []).some((u) => !inside.has(u))));
+      let reason = leak ? `intermediate ${describe(leak)} is also used outside the pattern` : undefined;
+      try {
+        reason ??= rule.check(m);
+      } catch (e) {
+        if (!(e instanceof OpError)) throw e;
+        reason = e.message;
+      }
+      if (reason) {
+        declines.push({ pattern: m.pattern, reason });
+        return false;
+      }
+      accepted.set(n, m);
+      for (const x of internal) claimed.add(x);
+      return true;
+    };
+    let done = false;
+    if (rule.matchAt) {
+      const m = rule.matchAt(n);
+      if (m) done = tryMatch(m, []);
+    }
+    for (const p of patterns) {
+      if (done) break;
+      if (p.root.op !== n.op) continue;
+      const env = matchNode(p.root, n, loose, (x) => p.vars.has(x));
+      if (!env) continue;
+      const internal = [...env].filter(([pn]) => !p.vars.has(pn) && pn !== p.root).map(([, gn]) => gn);
+      done = tryMatch(makeMatch(p, n, env), internal);
+    }
+    if (!done) for (const d of declines) report.declined.push({ at: where(n), ...d });
+  }
+  if (accepted.size === 0) return { graph: g, fused: 0 };
+
+  const b = new Builder();
+  const nb = new NB(b);
+  const map = new Map<Node, Node>();
+  for (const n of nodes) {
+    const ins = n.inputs.map((i) => map.get(i)!);
+    const m = accepted.get(n);
+    if (!m) {
+      map.set(n, b.apply(n.op, n.params as never, ins, n.site));
+      continue;
+    }
+    const cx: RewriteCtx = {
+      nb,
+      map: (old) => {
+        const r = map.get(old);
+        if (!r) throw new Error(`rule ${rule.name}: node ${describe(old)} is not upstream of the root`);
+        return r;
+      },
+      // the fused node takes the root's site: it stands where the pattern's result stood
+      fuse: (kind, params, fins) => b.apply(kind, params, fins, n.site),
+    };
+    const out = rule.rewrite(m, cx);
+    if (out.dtype !== n.dtype || out.rank !== n.rank) throw new OpError(`rule ${rule.name}: rewrite of ${describe(n)} gave ${describe(out)}`);
+    map.set(n, out);
+    report.fused.push({ at: where(n), pattern: m.pattern });
+  }
+  const graph = new Graph(g.name, g.inputs.map((i) => map.get(i) as Node<'input'>), g.outputs.map((o) => ({ name: o.name, node: map.get(o.node)! })));
+  return { graph, fused: accepted.size };
+}
+
+/** Run `rules` (names of RULES) in order; a rule re-runs while it still fuses (nested sections). */
+export function fuseGraph(g: Graph, rules: readonly string[], target: Target): { graph: Graph; report: FusionReport } {
+  const report: FusionReport = { target, rules: [] };
+  for (const name of rules) {
+    const rule = RULES[name];
+    if (!rule) throw new OpError(`fusion: unknown rule '${name}' (known: ${Object.keys(RULES).join(', ')})`);
+    const r: RuleReport = { rule: name, fused: [], declined: [] };
+    for (let pass = 0; pass < 4; pass++) {
+      const before = r.declined.length;
+      const { graph, fused } = applyRule(g, rule, r);
+      g = graph;
+      if (fused === 0) break;
+      r.declined.splice(before); // declines of an earlier pass may be fused by the next; keep the last pass's
+    }
+    report.rules.push(r);
+  }
+  return { graph: g, report };
+}
+
+/** The fusion step of a target's pipeline; `onReport` receives what each rule fused and declined. */
+export function fusionPass(target: Target, opts: { rules?: readonly string[]; onReport?: (r: FusionReport) => void } = {}): Pass {
+  return {
+    name: `fuse[${target}]`,
+    run(g) {
+      const { graph, report } = fuseGraph(g, opts.rules ?? TARGET_TABLE[target].rules, target);
+      opts.onReport?.(report);
+      const hits = report.rules.filter((r) => r.fused.length).map((r) => `${r.rule}×${r.fused.length}`);
+      const declined = report.rules.reduce((a, r) => a + r.declined.length, 0);
+      return { graph, changed: hits.length > 0, note: [hits.join(' '), declined ? `${declined} declined` : ''].filter(Boolean).join('; ') || undefined };
+    },
+  };
+}
+
+/** Text of a report, one line per fusion and per decline (compile --debug). */
+export function formatReport(r: FusionReport): string {
+  const lines = [`fusion for target '${r.target}':`];
+  for (const rr of r.rules) {
+    lines.push(`  ${rr.rule}: ${rr.fused.length} fused, ${rr.declined.length} declined`);
+    for (const f of rr.fused) lines.push(`    fused    ${f.at} (${f.pattern})`);
+    for (const d of rr.declined) lines.push(`    declined ${d.at} (${d.pattern}): ${d.reason}`);
+  }
+  return lines.join('\n');
+}

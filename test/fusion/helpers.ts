@@ -1,0 +1,79 @@
+// Shared by the fusion tests: compile a graph with and without fusion, run both in
+// onnxruntime (CPU) with the same random weights and inputs, and compare with the
+// float64 reference of the UNFUSED graph (an oracle independent of the fused ops).
+import * as ort from 'onnxruntime-node';
+import { evaluate } from '../../src/ir/evaluate.ts';
+import { Rng } from '../../src/ir/init.ts';
+import type { Graph } from '../../src/ir/graph.ts';
+import type { RefTensor } from '../../src/ir/ref.ts';
+import type { Target } from '../../src/ir/target.ts';
+import { optimize, pipelineFor } from '../../src/passes/pipeline.ts';
+import type { FusionReport } from '../../src/passes/fusion/fuse.ts';
+import { emitModel } from '../../codegen/onnx/emit.ts';
+import { encodeModel } from '../../codegen/onnx/proto.ts';
+import { toFloat64, type HostTensor } from '../../src/io/host.ts';
+import { DTYPE_INFO } from '../../src/ir/dtype.ts';
+import { dumpModel, randomRef, refToHost } from '../helpers/harness.ts';
+
+export function randomParams(g: Graph, seed = 1, scale = 0.5): Map<string, RefTensor> {
+  const rng = new Rng(seed, g.name);
+  return new Map(g.params().map((p) => [p.params.name, randomRef(p.dtype, [...p.params.shape], rng, { hi: scale })]));
+}
+
+export function fuse(g: Graph, target: Target = 'cpu', rules?: readonly string[]): { graph: Graph; report: FusionReport } {
+  let report: FusionReport | undefined;
+  const graph = optimize(g, { passes: pipelineFor(target, { onReport: (r) => (report = r), rules }) });
+  return { graph, report: report! };
+}
+
+export function countOps(g: Graph): Record<string, number> {
+  const c: Record<string, number> = {};
+  for (const n of g.nodes()) c[n.op] = (c[n.op] ?? 0) + 1;
+  return c;
+}
+
+export function onnxOps(g: Graph, target: Target = 'cpu'): Record<string, number> {
+  const c: Record<string, number> = {};
+  for (const n of emitModel(g, { target }).model.graph!.node!) {
+    const k = (n.domain ? `${n.domain}.` : '') + n.opType!;
+    c[k] = (c[k] ?? 0) + 1;
+  }
+  return c;
+}
+
+export async function runOrt(g: Graph, feeds: Record<string, RefTensor>, params: Map<string, RefTensor>, target: Target = 'cpu'): Promise<Record<string, RefTensor>> {
+  const paramValues = new Map<string, HostTensor>([...params].map(([k, v]) => [k, refToHost(v)]));
+  const bytes = encodeModel(emitModel(g, { target, paramValues }).model);
+  dumpModel(`${g.name}.${target}`, bytes);
+  const s = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+  try {
+    const of: Record<string, ort.Tensor> = {};
+    for (const [k, v] of Object.entries(feeds)) of[k] = new ort.Tensor(DTYPE_INFO[v.dtype].ort!, refToHost(v).data as never, v.shape);
+    const res = await s.run(of);
+    const out: Record<string, RefTensor> = {};
+    for (const o of g.outputs) {
+      const t = res[o.name]!;
+      out[o.name] = { dtype: o.node.dtype, shape: [...t.dims], data: toFloat64({ dtype: o.node.dtype, shape: [...t.dims], data: t.data } as HostTensor) };
+    }
+    return out;
+  } finally {
+    await s.release();
+  }
+}
+
+/** max |a - b| / (atol * max|b| + rtol |b|) over all elements (<= 1 is within tolerance) */
+export function worst(a: RefTensor, b: RefTensor, atol: number, rtol: number): number {
+  const scale = Math.max(1e-30, ...Array.from(b.data, Math.abs));
+  atol *= scale;
+  if (a.shape.join() !== b.shape.join()) return Infinity;
+  let w = 0;
+  for (let i = 0; i < b.data.length; i++) {
+    const e = Math.abs(a.data[i]! - b.data[i]!) / (atol + rtol * Math.abs(b.data[i]!));
+    if (!(e <= w)) w = Number.isNaN(e) ? Infinity : e;
+  }
+  return w;
+}
+
+export function reference(g: Graph, feeds: Record<string, RefTensor>, params: Map<string, RefTensor>): Record<string, RefTensor> {
+  return evaluate(g, feeds, { params });
+}
