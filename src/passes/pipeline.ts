@@ -18,7 +18,7 @@ export const DEFAULT_PIPELINE: readonly Pass[] = [verify, infer, simplify, fold,
  * too), then the clean-up the rewrites need (merged reshapes, shared tables, verify).
  */
 export function pipelineFor(target: Target, opts: { onReport?: (r: FusionReport) => void; rules?: readonly string[] } = {}): Pass[] {
-  return [...DEFAULT_PIPELINE, fusionPass(target, opts), simplify, cse, dce, verify];
+  return [...DEFAULT_PIPELINE, fusionPass(target, opts), fold, simplify, cse, dce, verify];
 }
 
 export function optimize(g: Graph, opts: PassOptions & { passes?: readonly Pass[] } = {}): Graph {

@@ -14,6 +14,7 @@ import { encodeModel } from '../../codegen/onnx/proto.ts';
 import { toFloat64, type HostTensor } from '../../src/io/host.ts';
 import { DTYPE_INFO } from '../../src/ir/dtype.ts';
 import { dumpModel, randomRef, refToHost } from '../helpers/harness.ts';
+import * as dslMod from '../../src/dsl/index.ts';
 
 export function randomParams(g: Graph, seed = 1, scale = 0.5): Map<string, RefTensor> {
   const rng = new Rng(seed, g.name);
@@ -76,4 +77,62 @@ export function worst(a: RefTensor, b: RefTensor, atol: number, rtol: number): n
 
 export function reference(g: Graph, feeds: Record<string, RefTensor>, params: Map<string, RefTensor>): Record<string, RefTensor> {
   return evaluate(g, feeds, { params });
+}
+
+export interface RuleCase {
+  /** builds the unfused graph's outputs from its inputs */
+  build: (xs: Record<string, import('../../src/dsl/tensor.ts').Tensor>) => Record<string, import('../../src/dsl/tensor.ts').Tensor>;
+  inputs: Record<string, { dtype?: import('../../src/ir/dtype.ts').DType; shape: number[] }>;
+}
+
+/** Trace a case into a graph (with the default optimisations, as compile runs them before fusion). */
+export function caseGraph(name: string, c: RuleCase): Graph {
+  const { trace, input } = dslMod;
+  return optimize(trace(name, () => {
+    const xs: Record<string, import('../../src/dsl/tensor.ts').Tensor> = {};
+    for (const [k, v] of Object.entries(c.inputs)) xs[k] = input(k, v.dtype ?? 'f32', v.shape);
+    return c.build(xs);
+  }));
+}
+
+export function caseFeeds(c: RuleCase, seed = 7): Record<string, RefTensor> {
+  const rng = new Rng(seed, 'feeds');
+  return Object.fromEntries(Object.entries(c.inputs).map(([k, v]) => [k, randomRef(v.dtype ?? 'f32', v.shape, rng)]));
+}
+
+/**
+ * The per-rule check: fuse with `rules` only, expect `fusedOps` (IR op -> count) and no primitives
+ * of `gone`, then run unfused and fused graphs in ORT for `target` and compare both with the float64
+ * reference of the unfused graph. Returns the fused graph and the report.
+ */
+export async function expectFuses(c: RuleCase, rules: readonly string[], fusedOps: Record<string, number>, opts: { target?: Target; gone?: string[]; onnx?: Record<string, number>; tol?: [number, number] } = {}) {
+  const target = opts.target ?? 'cpu';
+  const g = caseGraph('case', c);
+  const { graph, report } = fuse(g, target, rules);
+  const ops = countOps(graph);
+  for (const [k, n] of Object.entries(fusedOps)) if ((ops[k] ?? 0) !== n) throw new Error(`expected ${n} ${k}, got ${ops[k] ?? 0}: ${JSON.stringify(ops)}\n${JSON.stringify(report.rules)}`);
+  for (const k of opts.gone ?? []) if (ops[k]) throw new Error(`${ops[k]} ${k} left after fusion: ${JSON.stringify(ops)}`);
+  if (opts.onnx) {
+    const onnx = onnxOps(graph, target);
+    for (const [k, n] of Object.entries(opts.onnx)) if ((onnx[k] ?? 0) !== n) throw new Error(`expected ${n} ONNX ${k}, got ${onnx[k] ?? 0}: ${JSON.stringify(onnx)}`);
+  }
+  const feeds = caseFeeds(c);
+  const none = new Map<string, RefTensor>();
+  const want = reference(g, feeds, none);
+  const fusedRef = reference(graph, feeds, none);
+  const got = await runOrt(graph, feeds, none, target);
+  const [atol, rtol] = opts.tol ?? [1e-5, 1e-4];
+  for (const k of Object.keys(want)) {
+    const e1 = worst(fusedRef[k]!, want[k]!, 1e-12, 1e-10);
+    if (!(e1 <= 1)) throw new Error(`${k}: the fused graph's reference differs from the unfused one (${e1}x tolerance)`);
+    const e2 = worst(got[k]!, want[k]!, atol, rtol);
+    if (!(e2 <= 1)) throw new Error(`${k}: ORT on the fused graph is ${e2.toFixed(2)}x the tolerance off the reference`);
+  }
+  return { graph, report, unfused: g };
+}
+
+/** Fuse with `rules` and return every decline reason (and that nothing was fused). */
+export function declines(c: RuleCase, rules: readonly string[], target: Target = 'cpu'): { reasons: string[]; fused: number } {
+  const { report } = fuse(caseGraph('near_miss', c), target, rules);
+  return { reasons: report.rules.flatMap((r) => r.declined.map((d) => d.reason)), fused: report.rules.reduce((a, r) => a + r.fused.length, 0) };
 }

@@ -42,19 +42,20 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
   const nodes = g.nodes();
   const users = usersOf(g);
   const outputs = new Set(g.outputs.map((o) => o.node));
+  // Phase 1: per root (users first), the first pattern that matches and passes its check. Roots
+  // inside an accepted candidate are skipped, so the largest pattern wins.
   const claimed = new Set<Node>();
-  const accepted = new Map<Node, Match<string>>();
+  const cands = new Map<Node, { m: Match<string>; internal: Node[] }>();
   for (let i = nodes.length - 1; i >= 0; i--) {
     const n = nodes[i]!;
-    if (claimed.has(n) || n.inputs.length === 0) continue;
+    if (n.inputs.length === 0) continue;
+    // a node inside an accepted candidate is a root of its own only if something else needs it too
+    if (claimed.has(n) && !outputs.has(n) && (users.get(n) ?? []).every((u) => claimed.has(u) || cands.has(u))) continue;
     const declines: { pattern: string; reason: string }[] = [];
     const tryMatch = (m: Match<string>, internal: Node[]): boolean => {
-      // intermediates used outside the match would have to be computed twice
-      const inside = new Set([...internal, n]);
-      const leak = internal.find((x) => !x.is('constant') && (outputs.has(x) || (users.get(x) ?? []).some((u) => !inside.has(u))));
-      let reason = leak ? `intermediate ${describe(leak)} is also used outside the pattern` : undefined;
+      let reason: string | undefined;
       try {
-        reason ??= rule.check(m);
+        reason = rule.check(m);
       } catch (e) {
         if (!(e instanceof OpError)) throw e;
         reason = e.message;
@@ -63,7 +64,7 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
         declines.push({ pattern: m.pattern, reason });
         return false;
       }
-      accepted.set(n, m);
+      cands.set(n, { m, internal });
       for (const x of internal) claimed.add(x);
       return true;
     };
@@ -77,11 +78,29 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
       if (p.root.op !== n.op) continue;
       const env = matchNode(p.root, n, loose, (x) => p.vars.has(x));
       if (!env) continue;
-      const internal = [...env].filter(([pn]) => !p.vars.has(pn) && pn !== p.root).map(([, gn]) => gn);
+      const internal = [...env].filter(([pn]) => !p.vars.has(pn) && pn !== p.root && !pn.is('constant')).map(([, gn]) => gn);
       done = tryMatch(makeMatch(p, n, env), internal);
     }
     if (!done) for (const d of declines) report.declined.push({ at: where(n), ...d });
   }
+  // Phase 2: an intermediate may be shared by several candidates (CSE merges the common parts of
+  // two norms of one x, say), but one that something outside every candidate still needs would
+  // have to be computed twice: drop such candidates until none is left.
+  for (let changed = true; changed; ) {
+    changed = false;
+    const covered = new Set<Node>();
+    for (const [root, c] of cands) for (const x of [root, ...c.internal]) covered.add(x);
+    for (const [root, c] of cands) {
+      // (an intermediate that is itself the root of a candidate is provided by that fused node)
+      const leak = c.internal.find((x) => !cands.has(x) && (outputs.has(x) || (users.get(x) ?? []).some((u) => !covered.has(u))));
+      if (!leak) continue;
+      cands.delete(root);
+      report.declined.push({ at: where(root), pattern: c.m.pattern, reason: `intermediate ${describe(leak)} is also used outside the pattern` });
+      changed = true;
+      break;
+    }
+  }
+  const accepted = new Map([...cands].map(([k, c]) => [k, c.m]));
   if (accepted.size === 0) return { graph: g, fused: 0 };
 
   const b = new Builder();
@@ -121,12 +140,13 @@ export function fuseGraph(g: Graph, rules: readonly string[], target: Target): {
     if (!rule) throw new OpError(`fusion: unknown rule '${name}' (known: ${Object.keys(RULES).join(', ')})`);
     const r: RuleReport = { rule: name, fused: [], declined: [] };
     for (let pass = 0; pass < 4; pass++) {
-      const before = r.declined.length;
       const { graph, fused } = applyRule(g, rule, r);
       g = graph;
       if (fused === 0) break;
-      r.declined.splice(before); // declines of an earlier pass may be fused by the next; keep the last pass's
     }
+    // a root declined in one pass and seen again in the next is reported once
+    const seen = new Set<string>();
+    r.declined = r.declined.filter((d) => !seen.has(d.at + d.reason) && (seen.add(d.at + d.reason), true));
     report.rules.push(r);
   }
   return { graph: g, report };

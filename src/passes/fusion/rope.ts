@@ -13,25 +13,44 @@ type V = 'x' | 'c' | 's';
 
 const lastAxis = (n: Node, axis: number) => axis === n.rank - 1 || axis === -1;
 
-/** a table of two equal halves, cos(concat([a, a], -1)) possibly reshaped: the half cos(a), or why not */
-function halfTable(t: Node, fn: 'cos' | 'sin'): { angle: Node; reshapes: Node[] } | string {
+interface HalfTable {
+  /** the half-width table, built in the rewrite */
+  build(cx: RewriteCtx, nb: NB): Node;
+}
+
+/**
+ * A table of two equal halves: cos(concat([a, a], -1)) (possibly reshaped), or a constant whose
+ * halves are equal (positions known at compile time fold the tables). Its half, or why not.
+ */
+function halfTable(t: Node, fn: 'cos' | 'sin'): HalfTable | string {
+  if (t.is('constant')) {
+    const v = t.params.value, w = v.shape[v.shape.length - 1]!, h = w / 2;
+    const half = new Float64Array(v.data.length / 2);
+    for (let r = 0; r < v.data.length / w; r++)
+      for (let j = 0; j < h; j++) {
+        if (v.data[r * w + j] !== v.data[r * w + h + j]) return `the ${fn} table (a constant) does not have two equal halves`;
+        half[r * h + j] = v.data[r * w + j]!;
+      }
+    return { build: (_cx, nb) => nb.op('constant', { value: { dtype: v.dtype, shape: [...v.shape.slice(0, -1), h], data: half } }, []) };
+  }
   const reshapes: Node[] = [];
   let n = t;
   while (n.is('reshape') && dimEq(n.shape[n.rank - 1]!, n.inputs[0]!.shape[n.inputs[0]!.rank - 1]!)) (reshapes.push(n), (n = n.inputs[0]!));
   if (!n.is(fn)) return `the ${fn} table ${describe(t)} is not ${fn}(concat([a, a], -1)), so its halves are not known to be equal`;
   const c = n.inputs[0]!;
   if (!c.is('concat') || c.inputs.length !== 2 || c.inputs[0] !== c.inputs[1] || !lastAxis(c, c.params.axis)) return `the ${fn} table's angle ${describe(c)} is not concat([a, a], -1)`;
-  return { angle: c.inputs[0]!, reshapes };
-}
-
-function rebuildHalf(cx: RewriteCtx, nb: NB, h: { angle: Node; reshapes: Node[] }, fn: 'cos' | 'sin'): Node {
-  let t = nb.op(fn, {}, [cx.map(h.angle)]);
-  for (const r of [...h.reshapes].reverse()) {
-    const shape = [...r.shape];
-    shape[shape.length - 1] = h.angle.shape[h.angle.rank - 1]!;
-    t = nb.reshape(t, shape);
-  }
-  return t;
+  const angle = c.inputs[0]!;
+  return {
+    build(cx, nb) {
+      let h = nb.op(fn, {}, [cx.map(angle)]);
+      for (const r of [...reshapes].reverse()) {
+        const shape = [...r.shape];
+        shape[shape.length - 1] = angle.shape[angle.rank - 1]!;
+        h = nb.reshape(h, shape);
+      }
+      return h;
+    },
+  };
 }
 
 function interleavedReason(m: Match<V>): string | undefined {
@@ -72,8 +91,6 @@ function halfReason(m: Match<V>): string | undefined {
     const h = halfTable(t, fn);
     if (typeof h === 'string') return h;
   }
-  const hc = halfTable(m.v('c'), 'cos') as { angle: Node }, hs = halfTable(m.v('s'), 'sin') as { angle: Node };
-  if (hc.angle !== hs.angle) return 'cos and sin are of different angles';
   return undefined;
 }
 
@@ -110,8 +127,7 @@ export const ropeRule = defineRule<V>({
       const flat = (t: Node) => cx.nb.reshape(cx.map(t), t.shape.slice(0, -1));
       return cx.fuse('rope', { interleaved: true }, [x, flat(m.v('c')), flat(m.v('s'))]);
     }
-    const hc = halfTable(m.v('c'), 'cos') as { angle: Node; reshapes: Node[] };
-    const hs = halfTable(m.v('s'), 'sin') as { angle: Node; reshapes: Node[] };
-    return cx.fuse('rope', { interleaved: false }, [x, rebuildHalf(cx, cx.nb, hc, 'cos'), rebuildHalf(cx, cx.nb, hs, 'sin')]);
+    const hc = halfTable(m.v('c'), 'cos') as HalfTable, hs = halfTable(m.v('s'), 'sin') as HalfTable;
+    return cx.fuse('rope', { interleaved: false }, [x, hc.build(cx, cx.nb), hs.build(cx, cx.nb)]);
   },
 });
