@@ -3,6 +3,9 @@ import * as path from 'node:path';
 import { compileGraph, writeCompiled } from '../compiler.ts';
 import type { WeightMode } from '../../codegen/onnx/emit.ts';
 import { loadGraphFile } from './load-graph.ts';
+import { isTarget, TARGETS, type Target } from '../ir/target.ts';
+import { formatReport } from '../passes/fusion/fuse.ts';
+import { generateCudaOps, writeCudaOps } from '../../codegen/cuda/index.ts';
 
 export interface CompileCommandOptions {
   preset?: string;
@@ -10,12 +13,29 @@ export interface CompileCommandOptions {
   weights?: WeightMode | 'auto';
   debug?: boolean;
   quiet?: boolean;
+  /** execution provider to fuse and lower for (default cpu) */
+  target?: string;
+  /** write CUDA sources of the graph's ai.unifusion ops into this folder */
+  cudaOps?: string;
+}
+
+/** `inner` is `outer` or lies inside it */
+function within(inner: string, outer: string): boolean {
+  const rel = path.relative(path.resolve(outer), path.resolve(inner));
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
 const WEIGHT_MODES = ['auto', 'embed', 'external', 'skeleton', 'inputs'];
 
 export async function compileCommand(file: string, opts: CompileCommandOptions): Promise<void> {
   if (opts.weights && !WEIGHT_MODES.includes(opts.weights)) throw new Error(`--weights must be one of ${WEIGHT_MODES.join(', ')}, got '${opts.weights}'`);
+  const t = opts.target ?? 'cpu';
+  if (!isTarget(t)) throw new Error(`--target must be one of ${TARGETS.join(', ')}, got '${opts.target}'`);
+  const target: Target = t;
+  if (opts.cudaOps !== undefined) {
+    if (within(opts.cudaOps, opts.out) || within(opts.out, opts.cudaOps)) throw new Error(`--cuda-ops ${opts.cudaOps} overlaps --out ${opts.out}: give them separate folders`);
+    if (within(file, opts.cudaOps)) throw new Error(`--cuda-ops ${opts.cudaOps} contains the graph file ${file}: choose another folder`);
+  }
   const t0 = performance.now();
   const def = await loadGraphFile(file);
   const preset = opts.preset ?? def.defaultPreset ?? Object.keys(def.presets)[0];
@@ -24,9 +44,19 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
   const t1 = performance.now();
   const graph = def.trace(preset);
   const t2 = performance.now();
-  const compiled = compileGraph(graph, { weights: opts.weights, debug: opts.debug, preset });
+  const compiled = compileGraph(graph, { weights: opts.weights, debug: opts.debug, preset, target });
+  if (opts.debug && compiled.fusion) process.stderr.write(formatReport(compiled.fusion) + '\n');
   const t3 = performance.now();
   const w = await writeCompiled(opts.out, compiled);
+  let cudaNote: string | undefined;
+  if (opts.cudaOps !== undefined) {
+    const src = generateCudaOps(compiled.graph);
+    if (src.ops.length === 0) cudaNote = `no ai.unifusion ops in this graph for target ${target}: no CUDA sources written`;
+    else {
+      await writeCudaOps(opts.cudaOps, src);
+      cudaNote = `${src.ops.join(', ')} -> ${path.relative(process.cwd(), path.resolve(opts.cudaOps)) || opts.cudaOps}/ (${Object.keys(src.files).length} files; cmake -S ${opts.cudaOps} -B build [-DORT_ROOT=...])`;
+    }
+  }
   const t4 = performance.now();
   if (opts.quiet) return;
   const m = compiled.manifest;
@@ -37,6 +67,8 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
     `  outputs: ${m.outputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(', ')}]`).join('; ')}`,
     `  params:  ${fmt(m.paramCount)} (${fmt(m.trainableParamCount)} trainable) in ${m.params.length} tensors, weights ${m.weights}`,
     `  nodes:   ${m.irNodes} IR -> ${m.onnxNodes} ONNX (opset ${m.opset}); ${fmt(w.onnxBytes)} bytes onnx${w.dataBytes ? ` + ${fmt(w.dataBytes)} bytes external data` : ''}`,
+    `  target:  ${m.target}; fused ${Object.entries(m.fused).map(([k, v]) => `${k}×${v}`).join(' ') || 'nothing'}`,
+    ...(cudaNote ? [`  cuda:    ${cudaNote}`] : []),
     `  time:    load ${(t1 - t0).toFixed(0)} ms, trace ${(t2 - t1).toFixed(0)} ms, passes+emit ${(t3 - t2).toFixed(0)} ms, write ${(t4 - t3).toFixed(0)} ms`,
     `  manifest: ${path.relative(process.cwd(), w.manifestPath) || w.manifestPath}`,
   ];

@@ -16,8 +16,10 @@ export async function main(argv: string[]): Promise<void> {
     .option('--preset <name>', 'preset of the graph file (default: its first)')
     .requiredOption('--out <dir>', 'output folder')
     .option('--weights <mode>', 'auto | embed | external | skeleton | inputs', 'auto')
-    .option('--debug', 'print the graph after every compiler pass')
-    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean }) => {
+    .option('--debug', 'print the graph after every compiler pass, and what each fusion rule fused or declined (and why)')
+    .option('--target <ep>', 'execution provider to fuse for: cpu | cuda | webgpu | portable (standard ops only)', 'cpu')
+    .option('--cuda-ops <dir>', 'also write CUDA sources (kernels, C launchers, ORT custom-op glue, CMakeLists, harness) of the graph\'s ai.unifusion ops to DIR')
+    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean; target?: string; cudaOps?: string }) => {
       const { compileCommand } = await import('./compile.ts');
       await compileCommand(graph, opts);
     });

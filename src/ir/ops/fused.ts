@@ -107,10 +107,11 @@ const DECOMPOSE: { [K in FusedKind]: Decompose<K> } = {
   },
   swiglu: (nb, _p, [a, b]) => nb.mul(nb.mul(a!, nb.op('sigmoid', {}, [a!])), b!),
   ada_rms_norm: (nb, p, ins) => {
-    const [x, w] = ins;
-    const [scale, shift] = p.weight ? ins.slice(2) : ins.slice(1);
-    const n = nb.op('rms_norm', { eps: p.eps, weight: p.weight }, p.weight ? [x!, w!] : [x!]);
-    return nb.add(nb.mul(n, nb.add(scale!, nb.scalar(1, scale!.dtype))), shift!);
+    // all in f32 for low-precision inputs, one rounding at the end (as the function body and the CUDA kernel)
+    const x = ins[0]!, xf = up(nb, x);
+    const [scale, shift] = (p.weight ? ins.slice(2) : ins.slice(1)).map((t) => nb.cast(t, xf.dtype)) as [Node, Node];
+    const n = nb.op('rms_norm', { eps: p.eps, weight: p.weight }, p.weight ? [xf, nb.cast(ins[1]!, xf.dtype)] : [xf]);
+    return nb.cast(nb.add(nb.mul(n, nb.add(scale, nb.scalar(1, xf.dtype))), shift), x.dtype);
   },
   layer_pool: (nb, _p, [x, w]) => {
     const y = nb.matmul(w!, x!); // [1, n] @ [..., n, C] -> [..., 1, C]
