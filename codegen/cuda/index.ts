@@ -261,6 +261,22 @@ export function generateCudaOps(graph: Graph): CudaSources {
   return { ops: ops.map((o) => o.name), files };
 }
 
+const OURS = /^(unifusion_common\.cuh|unifusion_ops\.h|ort_glue\.cc|harness\.cu|CMakeLists\.txt|[a-z_]+\.cu)$/;
+
+/** Why `dir` cannot take generated sources (it holds files we did not write, or is not a folder), or undefined. */
+export async function cudaOpsDirProblem(dir: string): Promise<string | undefined> {
+  let existing: string[];
+  try {
+    existing = await fs.readdir(path.resolve(dir));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    return code === 'ENOTDIR' ? `--cuda-ops ${dir} is a file, not a folder` : `--cuda-ops ${dir}: ${(e as Error).message}`;
+  }
+  const foreign = existing.filter((f) => !OURS.test(f));
+  return foreign.length ? `--cuda-ops ${dir}: the folder holds files this command did not write (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}); choose an empty or new folder` : undefined;
+}
+
 /**
  * Write the sources into `dir` as a whole: staged in a sibling temp folder and renamed into
  * place, so an interrupted write leaves nothing half-written. An existing `dir` is only
@@ -275,8 +291,8 @@ export async function writeCudaOps(dir: string, src: CudaSources): Promise<strin
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`--cuda-ops ${dir}: ${(e as Error).message}`);
   }
-  const foreign = existing?.filter((f) => !/^(unifusion_common\.cuh|unifusion_ops\.h|ort_glue\.cc|harness\.cu|CMakeLists\.txt|[a-z_]+\.cu)$/.test(f));
-  if (foreign?.length) throw new Error(`--cuda-ops ${dir}: the folder holds files this command did not write (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}); choose an empty or new folder`);
+  const problem = await cudaOpsDirProblem(dir);
+  if (problem) throw new Error(problem);
   const stage = await fs.mkdtemp(path.join(path.dirname(abs), `.${path.basename(abs)}.tmp-`));
   try {
     for (const [name, text] of Object.entries(src.files)) await fs.writeFile(path.join(stage, name), text);

@@ -5,7 +5,7 @@ import type { WeightMode } from '../../codegen/onnx/emit.ts';
 import { loadGraphFile } from './load-graph.ts';
 import { isTarget, TARGETS, type Target } from '../ir/target.ts';
 import { formatReport } from '../passes/fusion/fuse.ts';
-import { generateCudaOps, writeCudaOps } from '../../codegen/cuda/index.ts';
+import { cudaOpsDirProblem, generateCudaOps, writeCudaOps } from '../../codegen/cuda/index.ts';
 
 export interface CompileCommandOptions {
   preset?: string;
@@ -35,6 +35,8 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
   if (opts.cudaOps !== undefined) {
     if (within(opts.cudaOps, opts.out) || within(opts.out, opts.cudaOps)) throw new Error(`--cuda-ops ${opts.cudaOps} overlaps --out ${opts.out}: give them separate folders`);
     if (within(file, opts.cudaOps)) throw new Error(`--cuda-ops ${opts.cudaOps} contains the graph file ${file}: choose another folder`);
+    const problem = await cudaOpsDirProblem(opts.cudaOps);
+    if (problem) throw new Error(problem);
   }
   const t0 = performance.now();
   const def = await loadGraphFile(file);
