@@ -2,8 +2,9 @@
 // fused op is lowered to ONNX. Every entry says which measurement made it:
 //   [S]  the ORT 1.30 fused-op survey (../shared/notes/ort-1.30-fused-ops.md; CPU, 2 threads,
 //        DiT shapes, medians; "unfused" = the forms this compiler emitted);
-//   [B]  bench/fusion-ops.ts in this repo (the same ops at the mid DiT's shapes, through our own
-//        lowerings; figures in BENCHMARKS.md);
+//   [B]  this repo's fusion benchmarks (bench/fusion-dit.ts: the mid DiT's denoise step fused vs
+//        unfused, with a per-op-type kernel profile; bench/fusion-attention-memory.ts); figures in
+//        BENCHMARKS.md;
 //   [K]  kernel lists only (onnxruntime's OperatorKernels / contrib registrations, as the survey
 //        read them): no GPU was available, so CUDA and WebGPU choices are NOT measured.
 // A lowering that does not apply to a node (dtype, rank, GQA, mask form) falls through to the
@@ -50,11 +51,11 @@ export const TARGET_TABLE: { [T in Target]: TargetSpec } = {
       rope: { use: ['RotaryEmbedding-23', 'decompose'], why: '[S] RotaryEmbedding-23 interleaved 8.24x / 5.71x, rotate-half 4.62x / 1.82x (q [2,8,S,64], S = 1024 / 4096); ORT never fuses RoPE' },
       sdpa: {
         use: ['MultiHeadAttention', 'Attention-23-masked', 'decompose'],
-        why: '[S] com.microsoft MultiHeadAttention 1.40x / 1.35x unmasked, 1.48x / 1.60x with a key-padding mask (S = 1024 / 4096); Attention-23 only pays with a mask (1.36x / 1.09x; 0.90x without), and GQA without a mask gains nothing (1.06x / 1.04x) so it stays decomposed; [B] the mid-DiT rows in BENCHMARKS.md',
+        why: '[S] com.microsoft MultiHeadAttention 1.40x / 1.35x unmasked, 1.48x / 1.60x with a key-padding mask (S = 1024 / 4096); Attention-23 only pays with a mask (1.36x / 1.09x; 0.90x without), and GQA without a mask gains nothing (1.06x / 1.04x) so it stays decomposed; [B] fusion-dit's profile: MultiHeadAttention in place of FusedMatMul + Where + Softmax + MatMul (BENCHMARKS.md)',
       },
       swiglu: { use: ['decompose'], why: '[S] ORT already fuses Sigmoid*Mul into QuickGelu on CPU (QuickGelu by hand: 0.94x / 1.06x, i.e. no difference); Swish-24 is 0.39x' },
-      ada_rms_norm: { use: ['function', 'decompose'], why: 'no standard op; the function body (RMSNormalization-23, Mul, Add) is what ORT runs after inlining, i.e. the RMSNormalization-23 gain above; [B] AdaRMSNorm row' },
-      layer_pool: { use: ['function', 'decompose'], why: 'no standard op; the body is one MatMul([1,n] x [.., n, C]) + Squeeze instead of Transpose + MatMul + Reshape; [B] LayerPool row' },
+      ada_rms_norm: { use: ['function', 'decompose'], why: 'no standard op; the function body (RMSNormalization-23, Mul, Add) is what ORT runs after inlining, i.e. the RMSNormalization-23 gain above (no CPU kernel of its own: on CPU it is a function)' },
+      layer_pool: { use: ['function', 'decompose'], why: 'no standard op; the body is one MatMul([1,n] x [.., n, C]) + Squeeze instead of Transpose + MatMul + Reshape (no CPU kernel of its own: on CPU it is a function)' },
     },
   },
   cuda: {
