@@ -64,7 +64,7 @@ export async function runOrt(g: Graph, feeds: Record<string, RefTensor>, params:
 
 /** max |a - b| / (atol * max|b| + rtol |b|) over all elements (<= 1 is within tolerance) */
 export function worst(a: RefTensor, b: RefTensor, atol: number, rtol: number): number {
-  const scale = Math.max(1e-30, ...Array.from(b.data, Math.abs));
+  const scale = b.data.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-30);
   atol *= scale;
   if (a.shape.join() !== b.shape.join()) return Infinity;
   let w = 0;

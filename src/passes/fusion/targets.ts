@@ -51,7 +51,7 @@ export const TARGET_TABLE: { [T in Target]: TargetSpec } = {
       rope: { use: ['RotaryEmbedding-23', 'decompose'], why: '[S] RotaryEmbedding-23 interleaved 8.24x / 5.71x, rotate-half 4.62x / 1.82x (q [2,8,S,64], S = 1024 / 4096); ORT never fuses RoPE' },
       sdpa: {
         use: ['MultiHeadAttention', 'Attention-23-masked', 'decompose'],
-        why: '[S] com.microsoft MultiHeadAttention 1.40x / 1.35x unmasked, 1.48x / 1.60x with a key-padding mask (S = 1024 / 4096); Attention-23 only pays with a mask (1.36x / 1.09x; 0.90x without), and GQA without a mask gains nothing (1.06x / 1.04x) so it stays decomposed; [B] fusion-dit's profile: MultiHeadAttention in place of FusedMatMul + Where + Softmax + MatMul (BENCHMARKS.md)',
+        why: '[S] com.microsoft MultiHeadAttention 1.40x / 1.35x unmasked, 1.48x / 1.60x with a key-padding mask (S = 1024 / 4096); Attention-23 only pays with a mask (1.36x / 1.09x; 0.90x without), and GQA without a mask gains nothing (1.06x / 1.04x) so it stays decomposed; [B] the fusion-dit profile: MultiHeadAttention in place of FusedMatMul + Where + Softmax + MatMul (BENCHMARKS.md)',
       },
       swiglu: { use: ['decompose'], why: '[S] ORT already fuses Sigmoid*Mul into QuickGelu on CPU (QuickGelu by hand: 0.94x / 1.06x, i.e. no difference); Swish-24 is 0.39x' },
       ada_rms_norm: { use: ['function', 'decompose'], why: 'no standard op; the function body (RMSNormalization-23, Mul, Add) is what ORT runs after inlining, i.e. the RMSNormalization-23 gain above (no CPU kernel of its own: on CPU it is a function)' },
