@@ -35,3 +35,17 @@ describe('rms-norm', () => {
     expect(reuse.reasons[0]).toMatch(/intermediate reduce_mean f32\[2, 1\] is also used outside the pattern/);
   });
 });
+
+describe('the fusion report (compile --debug)', () => {
+  it('lists every fusion and every decline with its reason', async () => {
+    const { fuse } = await import('./helpers.ts');
+    const { formatReport } = await import('../../src/passes/fusion/fuse.ts');
+    const { caseGraph } = await import('./helpers.ts');
+    const g = caseGraph('report', { inputs: { x: { shape: [2, 8] }, y: { shape: [2, 8] }, w: { shape: [8] } }, build: (v) => ({ a: rmsNorm(v.x!, v.w!), b: v.y!.mul(v.y!.square().mean(0, true).add(1e-6).rsqrt()) }) });
+    const text = formatReport(fuse(g, 'cpu', ['rms-norm']).report);
+    expect(text).toContain("fusion for target 'cpu':");
+    expect(text).toMatch(/rms-norm: 1 fused, 1 declined/);
+    expect(text).toMatch(/fused {4}mul f32\[2, 8\] \(weighted\/x\*x\/rsqrt\)/);
+    expect(text).toMatch(/declined mul f32\[2, 8\] \(plain\/x\*x\/rsqrt\): the mean reduces axes \[0\] of a rank-2 tensor, not the last axis alone/);
+  });
+});
