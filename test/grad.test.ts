@@ -98,6 +98,7 @@ const CASES: Case[] = [
   { name: 'fused sdpa GQA + mask', ops: ['sdpa'], inputs: [I('q', [2, 4, 3, 4]), I('k', [2, 2, 5, 4]), I('v', [2, 2, 5, 4]), I('m', [2, 1, 1, 5], { kind: 'bool', wrt: false })], build: (x) => fused.sdpa(x.q!, x.k!, x.v!, { mask: x.m!.or(range(5).lt(2)) }) },
   { name: 'fused swiglu (same tensor twice)', ops: ['swiglu'], inputs: [I('a', [2, 3, 6]), I('b', [2, 3, 6])], build: (x) => fused.swiglu(x.a!, x.b!).add(fused.swiglu(x.a!, x.a!)) },
   { name: 'fused ada_rms_norm', ops: ['ada_rms_norm'], inputs: [I('x', [2, 3, 8]), I('w', [8]), I('a', [2, 1, 8]), I('b', [2, 1, 8])], build: (x) => fused.adaRmsNorm(x.x!, x.w!, x.a!, x.b!, 1e-5) },
+  { name: 'fused add_rms_norm (both outputs)', ops: ['add_rms_norm'], inputs: [I('x', [2, 3, 8]), I('res', [2, 3, 8]), I('w', [8])], build: (x) => { const [y, s] = fused.addRmsNorm(x.x!, x.res!, x.w!); return y.add(s.mul(0.5)); } },
   { name: 'fused layer_pool', ops: ['layer_pool'], inputs: [I('x', [2, 3, 4, 8]), I('w', [1, 4])], build: (x) => fused.layerPool(x.x!, x.w!) },
   { name: 'rmsNorm', ops: [], inputs: [I('x', [2, 3, 8]), I('w', [8])], build: (x) => rmsNorm(x.x!, x.w!) },
   { name: 'layerNorm', ops: [], inputs: [I('x', [2, 3, 8]), I('w', [8]), I('b', [8])], build: (x) => layerNorm(x.x!, x.w!, x.b!) },

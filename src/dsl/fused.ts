@@ -34,8 +34,17 @@ export const fused = {
   adaRmsNorm(x: Tensor, weight: TensorLike | undefined, scale: Tensor, shift: Tensor, eps = 1e-6): Tensor {
     return applyOp('ada_rms_norm', { eps, weight: weight !== undefined }, weight === undefined ? [x, scale, shift] : [x, asTensor(weight, x), scale, shift]);
   },
+  /** [rmsNorm(x + r, weight), x + r] (residual stream + pre-norm) */
+  addRmsNorm: (x: Tensor, r: Tensor, weight: TensorLike | undefined, eps = 1e-6): [Tensor, Tensor] => addRmsNorm(x, r, weight, eps),
   /** ai.unifusion.LayerPool: sum_i weight[0, i] * x[..., i, :] for x [..., n, C], weight [1, n] */
   layerPool(x: Tensor, weight: TensorLike): Tensor {
     return applyOp('layer_pool', {}, [x, asTensor(weight, x)]);
   },
 };
+
+/** Residual add + RMSNorm as one fused pair: [rmsNorm(x + r, weight), x + r]. */
+export function addRmsNorm(x: Tensor, r: Tensor, weight: TensorLike | undefined, eps = 1e-6): [Tensor, Tensor] {
+  const ins = weight === undefined ? [x, r] : [x, r, asTensor(weight, x)];
+  const p = { eps, weight: weight !== undefined };
+  return [applyOp('add_rms_norm', { ...p, index: 0 }, ins), applyOp('add_rms_norm', { ...p, index: 1 }, ins)];
+}

@@ -51,6 +51,12 @@ export interface FusedParams {
    * lowest value, so a fully masked row averages uniformly). Inputs (q, k, v, mask?).
    */
   sdpa: { scale: number; mask: boolean };
+  /**
+   * Residual add + RMSNorm, two outputs as two sibling nodes (like split's pieces): index 0 is
+   * rms_norm(x + r, w), index 1 the sum x + r; siblings with equal inputs lower to one ONNX node
+   * where the target has one (SkipSimplifiedLayerNormalization). Inputs (x, r, w?).
+   */
+  add_rms_norm: { eps: number; weight: boolean; index: 0 | 1 };
   /** silu(a) * b (the SwiGLU gate); inputs (a, b) */
   swiglu: None;
   /** custom op ai.unifusion.AdaRMSNorm: rms_norm(x, w) * (1 + scale) + shift; inputs (x, w?, scale, shift) */

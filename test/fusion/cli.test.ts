@@ -18,7 +18,12 @@ describe('compile --target / --cuda-ops', () => {
     expect(m.target).toBe('cuda');
     expect(m.fused).toMatchObject({ ada_rms_norm: 9, layer_pool: 1, sdpa: 8, rope: 8, gelu: 3 });
     const model = decodeModel(fs.readFileSync(path.join(out, 'unifusion.onnx')));
-    expect(model.opsetImport.map((o) => `${o.domain}:${o.version}`).sort()).toEqual([':23', 'ai.unifusion:1']);
+    // (com.microsoft: SkipSimplifiedLayerNormalization for the LAP and refiner blocks' residual + norm)
+    expect(model.opsetImport.map((o) => `${o.domain}:${o.version}`).sort()).toEqual([':23', 'ai.unifusion:1', 'com.microsoft:1']);
+    // one node per (normed, sum) pair; a pair whose sum nothing else reads has only its normed half
+    const skip = model.graph!.node!.filter((n) => n.opType === 'SkipSimplifiedLayerNormalization').length;
+    expect(skip).toBeGreaterThanOrEqual(m.fused.add_rms_norm / 2);
+    expect(skip).toBeLessThanOrEqual(m.fused.add_rms_norm);
     expect(model.functions.map((f) => f.name).sort()).toEqual(['AdaRMSNorm', 'LayerPool']);
     expect(model.graph!.node!.filter((n) => n.domain === 'ai.unifusion').length).toBe(10);
     expect(model.graph!.node!.filter((n) => n.opType === 'Attention').length).toBe(8);

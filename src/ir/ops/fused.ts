@@ -105,6 +105,10 @@ const DECOMPOSE: { [K in FusedKind]: Decompose<K> } = {
     const o = nb.matmul(nb.op('softmax', { axis: s.rank - 1 }, [s]), vg);
     return G > 1 ? nb.reshape(o, [B, H, Sq, v!.shape[3]!]) : o;
   },
+  add_rms_norm: (nb, p, [x, r, w]) => {
+    const sum = nb.add(x!, r!);
+    return p.index === 1 ? sum : nb.op('rms_norm', { eps: p.eps, weight: p.weight }, p.weight ? [sum, w!] : [sum]);
+  },
   swiglu: (nb, _p, [a, b]) => nb.mul(nb.mul(a!, nb.op('sigmoid', {}, [a!])), b!),
   ada_rms_norm: (nb, p, ins) => {
     // all in f32 for low-precision inputs, one rounding at the end (as the function body and the CUDA kernel)
@@ -232,6 +236,17 @@ const LOWER: { [K in FusedKind]: LowerSet<K> } = {
     },
     'Attention-23-masked': (cx, p, ins, node) => (p.mask ? attention23(cx, p, ins, node) : undefined),
     'Attention-23': (cx, p, ins, node) => attention23(cx, p, ins, node),
+  },
+  add_rms_norm: {
+    SkipSimplifiedLayerNormalization: (cx, p, ins, node) => {
+      const [x, r] = node.inputs as [Node, Node];
+      if (!f32(...node.inputs) || x.rank < 2 || !dimEq(x.rank, r.rank) || !x.shape.every((d, i) => dimEq(d, r.shape[i]!))) return undefined;
+      const gamma = p.weight ? ins[2]! : ones(cx, lastDim(x));
+      if (!gamma) return undefined;
+      // both siblings (normed, sum) come from ONE node: outputs 0 and 3 (input_skip_bias_sum)
+      const outs = cx.memo(`skipsln|${ins[0]}|${ins[1]}|${gamma}|${p.eps}`, () => cx.emitDomain('com.microsoft', 1, 'SkipSimplifiedLayerNormalization', [ins[0]!, ins[1]!, gamma], { epsilon: { f: p.eps } }, 4));
+      return p.index === 1 ? outs[3]! : outs[0]!;
+    },
   },
   swiglu: {
     QuickGelu: (cx, _p, ins, node) => (f32(...node.inputs) ? cx.emit1('Mul', [cx.emitDomain('com.microsoft', 1, 'QuickGelu', [ins[0]!], { alpha: { f: 1 } })[0]!, ins[1]!]) : undefined),
@@ -393,6 +408,16 @@ export const FUSED_OPS = {
       broadcastsInto(mask, { dtype: 'bool', shape: [B, H, Sq, Sk] }, 'mask', 'sdpa');
     }
     return { dtype: q.dtype, shape: [B, H, Sq, v.shape[3]!] };
+  }),
+  add_rms_norm: fused('add_rms_norm', [2, 3], (p, ins) => {
+    floatIns(ins, 'add_rms_norm');
+    const [x, r] = ins as [TensorType, TensorType];
+    sameAs(r, x.shape, 'residual', 'add_rms_norm');
+    if (r.dtype !== x.dtype) throw new OpError(`add_rms_norm: dtypes differ: ${ins.map(typeStr).join(', ')}`);
+    if (ins.length !== (p.weight ? 3 : 2)) throw new OpError(`add_rms_norm: expected ${p.weight ? 3 : 2} inputs, got ${ins.length}`);
+    if (p.weight) sameAs(ins[2]!, [x.shape[x.shape.length - 1]!], 'weight', 'add_rms_norm');
+    if (p.index !== 0 && p.index !== 1) throw new OpError(`add_rms_norm: index ${p.index} is not 0 (normed) or 1 (sum)`);
+    return x;
   }),
   swiglu: fused('swiglu', 2, (_p, ins) => {
     floatIns(ins, 'swiglu');

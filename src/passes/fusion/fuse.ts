@@ -45,7 +45,7 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
   // Phase 1: per root (users first), the first pattern that matches and passes its check. Roots
   // inside an accepted candidate are skipped, so the largest pattern wins.
   const claimed = new Set<Node>();
-  const cands = new Map<Node, { m: Match<string>; internal: Node[] }>();
+  const cands = new Map<Node, { m: Match<string>; internal: Node[]; extra: Map<Node, (cx: RewriteCtx) => Node> }>();
   for (let i = nodes.length - 1; i >= 0; i--) {
     const n = nodes[i]!;
     if (n.inputs.length === 0) continue;
@@ -64,7 +64,7 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
         declines.push({ pattern: m.pattern, reason });
         return false;
       }
-      cands.set(n, { m, internal });
+      cands.set(n, { m, internal, extra: new Map((rule.alsoReplace?.(m) ?? []).map((e) => [e.node, e.rewrite])) });
       for (const x of internal) claimed.add(x);
       return true;
     };
@@ -92,7 +92,7 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
     for (const [root, c] of cands) for (const x of [root, ...c.internal]) covered.add(x);
     for (const [root, c] of cands) {
       // (an intermediate that is itself the root of a candidate is provided by that fused node)
-      const leak = c.internal.find((x) => !cands.has(x) && (outputs.has(x) || (users.get(x) ?? []).some((u) => !covered.has(u))));
+      const leak = c.internal.find((x) => !cands.has(x) && !c.extra.has(x) && (outputs.has(x) || (users.get(x) ?? []).some((u) => !covered.has(u))));
       if (!leak) continue;
       cands.delete(root);
       report.declined.push({ at: where(root), pattern: c.m.pattern, reason: `intermediate ${describe(leak)} is also used outside the pattern` });
@@ -101,14 +101,37 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
     }
   }
   const accepted = new Map([...cands].map(([k, c]) => [k, c.m]));
+  const extras = new Map<Node, (cx: RewriteCtx) => Node>();
+  for (const c of cands.values()) for (const [k, f] of c.extra) extras.set(k, f);
   if (accepted.size === 0) return { graph: g, fused: 0 };
 
   const b = new Builder();
   const nb = new NB(b);
   const map = new Map<Node, Node>();
+  // a second output may need an operand that comes later in node order (add-rms-norm's sum needs
+  // the weight): rebuild such an operand's plain subgraph on demand (interning makes it the same node)
+  const ensure = (old: Node): Node => {
+    const r = map.get(old);
+    if (r) return r;
+    if (accepted.has(old) || extras.has(old)) throw new Error(`rule ${rule.name}: operand ${describe(old)} is itself being rewritten`);
+    const built = b.apply(old.op, old.params as never, old.inputs.map(ensure), old.site);
+    map.set(old, built);
+    return built;
+  };
+  const ctxAt = (n: Node): RewriteCtx => ({
+    nb,
+    map: ensure,
+    fuse: (kind, params, fins) => b.apply(kind, params, fins, n.site),
+  });
   for (const n of nodes) {
+    if (map.has(n)) continue; // built on demand already
     const ins = n.inputs.map((i) => map.get(i)!);
     const m = accepted.get(n);
+    const extra = extras.get(n);
+    if (!m && extra) {
+      map.set(n, extra(ctxAt(n)));
+      continue;
+    }
     if (!m) {
       map.set(n, b.apply(n.op, n.params as never, ins, n.site));
       continue;

@@ -56,6 +56,12 @@ export interface FusionRule<V extends string = string> {
   matchAt?: (n: Node) => Match<V> | undefined;
   check(m: Match<V>): string | undefined;
   rewrite(m: Match<V>, cx: RewriteCtx): Node;
+  /**
+   * Intermediates of the match that the rewrite also provides (a second output of the fused op,
+   * like add-rms-norm's residual sum): their other users read the replacement, so they do not
+   * make the match decline.
+   */
+  alsoReplace?(m: Match<V>): { node: Node; rewrite: (cx: RewriteCtx) => Node }[];
 }
 
 export function defineRule<V extends string>(r: FusionRule<V>): FusionRule<V> {
