@@ -44,7 +44,7 @@ async function child(variant: Variant, seq: number, heads: number): Promise<Chil
     const m = input('key_mask', 'bool', [B, seq]);
     return { o: sdpa(q, k, v, { keyMask: m }) };
   });
-  const c = variant === 'unfused' ? compileGraph(g, { fuse: false }) : compileGraph(g, { target: variant });
+  const c = variant === 'unfused' ? compileGraph(g) : compileGraph(g, { target: variant });
   const ops: Record<string, number> = {};
   for (const n of c.emitted.model.graph!.node!) ops[(n.domain ? `${n.domain}.` : '') + n.opType!] = (ops[(n.domain ? `${n.domain}.` : '') + n.opType!] ?? 0) + 1;
   const n = B * heads * seq * D;

@@ -2,7 +2,7 @@
 // (graphs/dit.ts: 12 blocks x 768, 12 heads, SwiGLU 2048, 2D axial RoPE, QK-norm, adaLN-single;
 // 64 x 64 x 16 latents = 32 x 32 patch tokens, 256 condition tokens with padding masks), CPU fp32,
 // 2 threads, onnxruntime-node 1.30 at ORT_ENABLE_ALL, weights as initializers:
-//   unfused   compileGraph(..., { fuse: false }): the primitives as the DSL emits them
+//   unfused   compileGraph(...) with no target: the primitives as the DSL emits them
 //   fused     compileGraph(..., { target: 'cpu' }): our fusion rules and the cpu lowerings
 //   ort-<t>   onnxruntime's own Python transformer optimiser (onnxruntime.transformers.optimizer,
 //             model types mmdit and bert) applied to the UNFUSED graph (bench/py/ort_transformer_optimize.py)
@@ -77,7 +77,7 @@ export async function fusionDit(opts: { rounds?: number; perRound?: number; budg
   }
   const log = (m: string) => process.stderr.write(`fusion-dit: ${m}\n`);
   log(`compiling (${cfg.depth} x ${cfg.hidden})`);
-  const unfused = compileGraph(graph, { fuse: false, weights: 'embed', paramValues: values });
+  const unfused = compileGraph(graph, { weights: 'embed', paramValues: values });
   const fused = compileGraph(graph, { target: 'cpu', weights: 'embed', paramValues: values });
   const opsOf = (m: typeof fused.emitted.model) => {
     const c: Record<string, number> = {};

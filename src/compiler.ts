@@ -24,11 +24,13 @@ export interface CompileOptions {
   paramValues?: ReadonlyMap<string, HostTensor>;
   preset?: string;
   /**
-   * Execution provider to fuse and lower for (default 'cpu': the runtime is onnxruntime-node's CPU
-   * EP). 'portable' = standard ai.onnx ops only. Ignored when `passes` is given.
+   * Execution provider to fuse and lower for; 'portable' = standard ai.onnx ops only. Without it
+   * the library compiles the primitives as traced (no fusion step), so callers that compare bit for
+   * bit against an unfused emission keep doing so; `unifusion compile` passes 'cpu' by default (the
+   * runtime is onnxruntime-node's CPU EP). Ignored when `passes` is given.
    */
   target?: Target;
-  /** false: no fusion step (the primitives as traced, lowered op by op) */
+  /** false: no fusion step even with a target (fused ops a graph already holds still lower for it) */
   fuse?: boolean;
 }
 
@@ -52,7 +54,8 @@ export interface Manifest {
   trainableParamCount: number;
   onnxNodes: number;
   irNodes: number;
-  target: Target;
+  /** the fusion target (null: not fused) */
+  target: Target | null;
   /** fused node counts by fused op kind (IR) */
   fused: Record<string, number>;
 }
@@ -69,14 +72,14 @@ const AUTO_EXTERNAL_BYTES = 1 << 30;
 const FUSED_KINDS = new Set<string>(Object.keys(FUSED_OPS));
 
 export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled {
-  const target = opts.target ?? DEFAULT_TARGET;
+  const target = opts.target;
   let fusion: FusionReport | undefined;
-  const passes = opts.passes ?? (opts.fuse === false ? undefined : pipelineFor(target, { onReport: (r) => (fusion = r) }));
+  const passes = opts.passes ?? (target && opts.fuse !== false ? pipelineFor(target, { onReport: (r) => (fusion = r) }) : undefined);
   const graph = optimize(input, { debug: opts.debug, passes });
   const params = graph.params();
   const bytes = params.reduce((a, p) => a + p.params.shape.reduce((x, d) => x * d, 1) * DTYPE_INFO[p.dtype].bytes, 0);
   const weights: WeightMode = !opts.weights || opts.weights === 'auto' ? (bytes >= AUTO_EXTERNAL_BYTES ? 'external' : 'embed') : opts.weights;
-  const emitted = emitModel(graph, { weights, paramValues: opts.paramValues, target });
+  const emitted = emitModel(graph, { weights, paramValues: opts.paramValues, target: target ?? DEFAULT_TARGET });
   const fused: Record<string, number> = {};
   for (const n of graph.nodes()) if (FUSED_KINDS.has(n.op)) fused[n.op] = (fused[n.op] ?? 0) + 1;
   const desc = (name: string, dtype: string, shape: readonly (number | { key: string })[]): TensorDesc => ({
@@ -98,7 +101,7 @@ export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled 
     trainableParamCount: graph.paramCount((p) => !p.params.frozen),
     onnxNodes: emitted.model.graph?.node?.length ?? 0,
     irNodes: graph.nodes().length,
-    target,
+    target: target && opts.fuse !== false ? target : null,
     fused,
   };
   return { graph, emitted, manifest, fusion };

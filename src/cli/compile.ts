@@ -69,7 +69,7 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
     `  outputs: ${m.outputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(', ')}]`).join('; ')}`,
     `  params:  ${fmt(m.paramCount)} (${fmt(m.trainableParamCount)} trainable) in ${m.params.length} tensors, weights ${m.weights}`,
     `  nodes:   ${m.irNodes} IR -> ${m.onnxNodes} ONNX (opset ${m.opset}); ${fmt(w.onnxBytes)} bytes onnx${w.dataBytes ? ` + ${fmt(w.dataBytes)} bytes external data` : ''}`,
-    `  target:  ${m.target}; fused ${Object.entries(m.fused).map(([k, v]) => `${k}×${v}`).join(' ') || 'nothing'}`,
+    `  target:  ${m.target ?? 'none'}; fused ${Object.entries(m.fused).map(([k, v]) => `${k}×${v}`).join(' ') || 'nothing'}`,
     ...(cudaNote ? [`  cuda:    ${cudaNote}`] : []),
     `  time:    load ${(t1 - t0).toFixed(0)} ms, trace ${(t2 - t1).toFixed(0)} ms, passes+emit ${(t3 - t2).toFixed(0)} ms, write ${(t4 - t3).toFixed(0)} ms`,
     `  manifest: ${path.relative(process.cwd(), w.manifestPath) || w.manifestPath}`,
