@@ -1,6 +1,7 @@
-// Fusion benchmark: ONE denoise step (conditional + unconditional batched, B = 2) of a mid DiT
-// (graphs/dit.ts: 12 blocks x 768, 12 heads, SwiGLU 2048, 2D axial RoPE, QK-norm, adaLN-single;
-// 64 x 64 x 16 latents = 32 x 32 patch tokens, 256 condition tokens with padding masks), CPU fp32,
+// Fusion benchmark: ONE denoise step (conditional + unconditional batched, B = 2) of the mid DiT of
+// bench/configs.ts DENOISE_STEP (the diffusion runtime's denoise-step benchmark: graphs/dit.ts, 12 blocks
+// x 768, 12 heads, SwiGLU 2048, gated attention, 3-axis RoPE, QK-norm, adaLN-single; 64 x 64 x 16 latents
+// = 32 x 32 patch tokens, 256 condition tokens with padding masks), CPU fp32,
 // 2 threads, onnxruntime-node 1.30 at ORT_ENABLE_ALL, weights as initializers:
 //   unfused   compileGraph(...) with no target: the primitives as the DSL emits them
 //   fused     compileGraph(..., { target: 'cpu' }): our fusion rules and the cpu lowerings
@@ -12,7 +13,7 @@
 // more than FOREIGN_MAX of the machine used elsewhere is "disturbed" and does not count. Reported:
 // medians per variant, unfused / fused and anchor / fused ratios (overall and per round), the load.
 //
-//   npx tsx bench/fusion-dit.ts [--rounds 5] [--per-round 1] [--budget-s 600] [--ffn 2048] [--depth 12] [--profile]   -> one JSON line
+//   npx tsx bench/fusion-dit.ts [--rounds 5] [--per-round 1] [--budget-s 600] [--ffn F] [--depth L] [--profile]   -> one JSON line
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -61,8 +62,10 @@ export async function fusionDit(opts: { rounds?: number; perRound?: number; budg
   const { Rng } = await import('../src/ir/init.ts');
   type HostTensor = import('../src/io/host.ts').HostTensor;
 
-  const cfg = { hidden: 768, depth: opts.depth ?? 12, heads: 12, ffn: opts.ffn ?? 2048, channels: 16, patch: 2, tdim: 256, theta: 10000, ropeAxes: [32, 32], gate: false };
-  const B = 2, latent = 64, Sc = 256, valid = [200, 8]; // cond: 200 real tokens; uncond: the empty prompt's 8
+  // the diffusion runtime's denoise-step config (bench/configs.ts), so both benchmarks time one model
+  const { DENOISE_STEP } = await import('./configs.ts');
+  const cfg = { ...DENOISE_STEP.dit, depth: opts.depth ?? DENOISE_STEP.dit.depth, ffn: opts.ffn ?? DENOISE_STEP.dit.ffn };
+  const B = DENOISE_STEP.batch, latent = DENOISE_STEP.latent, Sc = DENOISE_STEP.condTokens, valid = DENOISE_STEP.validTokens;
   (dit.presets as Record<string, unknown>)['bench-mid'] = cfg;
   const graph = dit.trace('bench-mid');
   // random weights everywhere (the adaLN-Zero init would make every block the identity)
@@ -99,7 +102,7 @@ export async function fusionDit(opts: { rounds?: number; perRound?: number; budg
 
     const feeds: Record<string, import('onnxruntime-node').Tensor> = {
       latents: new ort.Tensor('float32', Float32Array.from({ length: B * cfg.channels * latent * latent }, () => rng.normal()), [B, cfg.channels, latent, latent]),
-      timestep: new ort.Tensor('float32', Float32Array.of(0.62, 0.62), [B]),
+      timestep: new ort.Tensor('float32', Float32Array.from({ length: B }, () => DENOISE_STEP.timestep), [B]),
       condition: new ort.Tensor('float32', Float32Array.from({ length: B * Sc * cfg.hidden }, () => rng.normal()), [B, Sc, cfg.hidden]),
       condition_mask: new ort.Tensor('bool', Uint8Array.from({ length: B * Sc }, (_, i) => (i % Sc < valid[Math.floor(i / Sc)]! ? 1 : 0)), [B, Sc]),
     };

@@ -1,7 +1,7 @@
 // The compiler's library entry: optimise a traced graph, lower it to ONNX,
 // describe it in a manifest, and write both atomically.
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { makeDirs } from './io/outdir.ts';
 import { dimStr } from './ir/dims.ts';
 import { DTYPE_INFO } from './ir/dtype.ts';
 import type { Graph } from './ir/graph.ts';
@@ -32,6 +32,12 @@ export interface CompileOptions {
   target?: Target;
   /** false: no fusion step even with a target (fused ops a graph already holds still lower for it) */
   fuse?: boolean;
+  /**
+   * More metadata_props for the model (compile adds graph_file and config_hash). compileGraph
+   * always records producer, graph, preset, weights and the parameter counts: `run` and sessions
+   * read `weights` to refuse skeleton models, and a user can see where a model came from.
+   */
+  metadata?: Readonly<Record<string, string>>;
 }
 
 export interface TensorDesc {
@@ -58,6 +64,8 @@ export interface Manifest {
   target: Target | null;
   /** fused node counts by fused op kind (IR) */
   fused: Record<string, number>;
+  /** the model's metadata_props */
+  metadata: Record<string, string>;
 }
 
 export interface Compiled {
@@ -79,7 +87,17 @@ export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled 
   const params = graph.params();
   const bytes = params.reduce((a, p) => a + p.params.shape.reduce((x, d) => x * d, 1) * DTYPE_INFO[p.dtype].bytes, 0);
   const weights: WeightMode = !opts.weights || opts.weights === 'auto' ? (bytes >= AUTO_EXTERNAL_BYTES ? 'external' : 'embed') : opts.weights;
-  const emitted = emitModel(graph, { weights, paramValues: opts.paramValues, target: target ?? DEFAULT_TARGET });
+  const metadata: Record<string, string> = {
+    producer: 'unifusion',
+    graph: graph.name,
+    ...(opts.preset !== undefined ? { preset: opts.preset } : {}),
+    weights,
+    param_count: String(graph.paramCount()),
+    trainable_param_count: String(graph.paramCount((p) => !p.params.frozen)),
+    ...(target && opts.fuse !== false ? { fusion_target: target } : {}),
+    ...opts.metadata,
+  };
+  const emitted = emitModel(graph, { weights, paramValues: opts.paramValues, metadata, target: target ?? DEFAULT_TARGET });
   const fused: Record<string, number> = {};
   for (const n of graph.nodes()) if (FUSED_KINDS.has(n.op)) fused[n.op] = (fused[n.op] ?? 0) + 1;
   const desc = (name: string, dtype: string, shape: readonly (number | { key: string })[]): TensorDesc => ({
@@ -103,10 +121,12 @@ export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled 
     irNodes: graph.nodes().length,
     target: target && opts.fuse !== false ? target : null,
     fused,
+    metadata,
   };
   return { graph, emitted, manifest, fusion };
 }
 
+/** Write `<dir>/<name>.onnx` (+ external data) and `<dir>/manifest.json` into an existing folder (commands stage it: src/io/outdir.ts). */
 export async function writeCompiled(dir: string, c: Compiled): Promise<{ onnxPath: string; manifestPath: string; onnxBytes: number; dataBytes: number }> {
   const w = await writeModel(dir, c.graph.name, c.emitted);
   const manifestPath = path.join(dir, 'manifest.json');
@@ -116,6 +136,7 @@ export async function writeCompiled(dir: string, c: Compiled): Promise<{ onnxPat
   return { onnxPath: w.onnxPath, manifestPath, onnxBytes: w.onnxBytes, dataBytes: w.dataBytes };
 }
 
+/** Make `dir` and its missing parents, one level at a time (no procfs hang; errors in words). */
 export async function ensureDir(dir: string): Promise<void> {
-  await fs.mkdir(dir, { recursive: true });
+  await makeDirs(dir);
 }

@@ -114,14 +114,14 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
     const r = map.get(old);
     if (r) return r;
     if (accepted.has(old) || extras.has(old)) throw new Error(`rule ${rule.name}: operand ${describe(old)} is itself being rewritten`);
-    const built = b.apply(old.op, old.params as never, old.inputs.map(ensure), old.site);
+    const built = b.apply(old.op, old.params as never, old.inputs.map(ensure), old.site, old.scope);
     map.set(old, built);
     return built;
   };
   const ctxAt = (n: Node): RewriteCtx => ({
     nb,
     map: ensure,
-    fuse: (kind, params, fins) => b.apply(kind, params, fins, n.site),
+    fuse: (kind, params, fins) => b.apply(kind, params, fins, n.site, n.scope),
   });
   for (const n of nodes) {
     if (map.has(n)) continue; // built on demand already
@@ -133,7 +133,7 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
       continue;
     }
     if (!m) {
-      map.set(n, b.apply(n.op, n.params as never, ins, n.site));
+      map.set(n, b.apply(n.op, n.params as never, ins, n.site, n.scope));
       continue;
     }
     const cx: RewriteCtx = {
@@ -143,8 +143,8 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
         if (!r) throw new Error(`rule ${rule.name}: node ${describe(old)} is not upstream of the root`);
         return r;
       },
-      // the fused node takes the root's site: it stands where the pattern's result stood
-      fuse: (kind, params, fins) => b.apply(kind, params, fins, n.site),
+      // the fused node takes the root's site and module path (scope): it stands where the pattern's result stood
+      fuse: (kind, params, fins) => b.apply(kind, params, fins, n.site, n.scope),
     };
     const out = rule.rewrite(m, cx);
     if (out.dtype !== n.dtype || out.rank !== n.rank) throw new OpError(`rule ${rule.name}: rewrite of ${describe(n)} gave ${describe(out)}`);

@@ -40,7 +40,7 @@ export interface RewriteCtx {
   nb: NB;
   /** the rebuilt version of a node of the graph being fused (operands, or anything upstream of the root) */
   map(old: Node): Node;
-  /** build the fused node; it takes the root's site (and so its place in the user's code) */
+  /** build the fused node; it takes the root's site and module path (its place in the user's code and in ONNX node names) */
   fuse<K extends OpKind>(kind: K, params: OpParams[K], ins: readonly Node[]): Node;
 }
 
