@@ -9,7 +9,6 @@
 // Everything it makes stays in --out.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { compileGraph, writeCompiled } from '../compiler.ts';
 import { trace } from '../dsl/index.ts';
 import { evaluate } from '../ir/evaluate.ts';
@@ -21,8 +20,10 @@ import { decoderLMEncoder, uniFusionForward } from '../../graphs/unifusion.ts';
 import { decoderConfigFromHF } from '../../graphs/vlm/index.ts';
 import trainDef, { BATCH, CONFIG, dataset, LATENT, SEQ, TINY_VLM_CONFIG } from '../../examples/train-unifusion-tiny.ts';
 import { trainCommand } from './train.ts';
+import { codeFile } from '../layout.ts';
 
-const TRAIN_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples/train-unifusion-tiny.ts');
+// the shipped example: examples/*.ts in a checkout, dist/examples/*.js when installed
+const TRAIN_FILE = codeFile('examples/train-unifusion-tiny.ts');
 
 export interface DemoOptions {
   out: string;

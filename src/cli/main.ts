@@ -90,6 +90,22 @@ export async function main(argv: string[]): Promise<void> {
       await importHfCommand(dir, opts);
     });
 
+  program
+    .command('serve-web')
+    .description('serve the browser page (examples/web: onnxruntime-web, wasm or WebGPU) for a compiled pipeline on localhost')
+    .option('--pipeline <dir>', "a 'compile' output folder of a denoiser step (default: the built-in tiny DiT step, compiled in memory)")
+    .option('--port <n>', 'port (0: any free one)', '8080')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .action(async (opts: { pipeline?: string; port: string; host: string }) => {
+      const { serveWebCommand } = await import('./serve-web.ts');
+      const server = await serveWebCommand(opts);
+      await new Promise<void>((resolve) => {
+        const stop = () => void server.close().then(resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    });
+
   try {
     await program.parseAsync(argv);
   } catch (e) {

@@ -10,12 +10,12 @@
 //   params.safetensors                the trained params (and EMA) at the end
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { DType } from '../ir/dtype.ts';
 import type { Tensor } from '../dsl/tensor.ts';
 import { compileTrainStep, type AdamWOptions, type BatchTensorSpec, type CompiledTrainStep } from '../train/step.ts';
 import type { DataSource, StepRecord } from '../../runtime/trainer.ts';
 import type { HostTensor } from '../io/host.ts';
+import { importUserModule } from './user-module.ts';
 
 export const TRAIN_DEFINITION = Symbol.for('unifusion.train-definition');
 
@@ -62,8 +62,8 @@ export function defineTrainStep(def: TrainDefinition): DefinedTrainStep {
 export async function loadTrainFile(file: string): Promise<DefinedTrainStep> {
   const abs = path.resolve(file);
   if (!fs.existsSync(abs)) throw new Error(`train file '${file}' does not exist`);
-  // The CLI runs under tsx, so the .ts file is imported as is and shares this DSL instance.
-  const mod = (await import(pathToFileURL(abs).href)) as { default?: unknown };
+  // Bundled like a graph file, so it loads in plain Node (the CLI from dist/) and shares this DSL instance.
+  const mod = await importUserModule(abs, 'train file');
   const def = mod.default as Partial<DefinedTrainStep> | undefined;
   if (!def || typeof def !== 'object' || !(TRAIN_DEFINITION in def)) throw new Error(`train file '${file}' must default-export defineTrainStep({...})`);
   return def as DefinedTrainStep;
