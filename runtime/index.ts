@@ -5,3 +5,4 @@ export * from './trainer.ts';
 export * from './checkpoint.ts';
 export * from './schedule.ts';
 export * from './tiling.ts';
+export type { HostTensor, Storage, StorageOf } from '../src/io/host.ts';

@@ -48,7 +48,8 @@ try {
     await fs.rename(stage, dist);
     await fs.rm(old, { recursive: true, force: true });
   } else await fs.rename(stage, dist);
-  process.stdout.write(`build: dist/ (tsc ${((t1 - t0) / 1000).toFixed(1)} s, web page ${((t2 - t1) / 1000).toFixed(1)} s: ${web.files.length} files, ${(web.bytes / 2 ** 20).toFixed(1)} MiB)\n`);
+  // stderr: `npm pack --json` owns stdout
+  process.stderr.write(`build: dist/ (tsc ${((t1 - t0) / 1000).toFixed(1)} s, web page ${((t2 - t1) / 1000).toFixed(1)} s: ${web.files.length} files, ${(web.bytes / 2 ** 20).toFixed(1)} MiB)\n`);
 } catch (e) {
   await cleanup();
   fail(e instanceof Error ? e.message : String(e));

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { compileGraph, writeCompiled } from '../compiler.ts';
 import type { WeightMode } from '../../codegen/onnx/emit.ts';
 import { loadGraphFile } from './load-graph.ts';
+import { writeCompiledBindings } from './bindings.ts';
 
 export interface CompileCommandOptions {
   preset?: string;
@@ -10,6 +11,8 @@ export interface CompileCommandOptions {
   weights?: WeightMode | 'auto';
   debug?: boolean;
   quiet?: boolean;
+  /** also write typed TypeScript bindings, <name>.ts next to the ONNX (codegen/ts) */
+  bindings?: boolean;
 }
 
 const WEIGHT_MODES = ['auto', 'embed', 'external', 'skeleton', 'inputs'];
@@ -27,6 +30,7 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
   const compiled = compileGraph(graph, { weights: opts.weights, debug: opts.debug, preset });
   const t3 = performance.now();
   const w = await writeCompiled(opts.out, compiled);
+  const bindingsPath = opts.bindings ? await writeCompiledBindings(path.dirname(w.onnxPath), compiled.manifest, def.description) : undefined;
   const t4 = performance.now();
   if (opts.quiet) return;
   const m = compiled.manifest;
@@ -39,6 +43,7 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
     `  nodes:   ${m.irNodes} IR -> ${m.onnxNodes} ONNX (opset ${m.opset}); ${fmt(w.onnxBytes)} bytes onnx${w.dataBytes ? ` + ${fmt(w.dataBytes)} bytes external data` : ''}`,
     `  time:    load ${(t1 - t0).toFixed(0)} ms, trace ${(t2 - t1).toFixed(0)} ms, passes+emit ${(t3 - t2).toFixed(0)} ms, write ${(t4 - t3).toFixed(0)} ms`,
     `  manifest: ${path.relative(process.cwd(), w.manifestPath) || w.manifestPath}`,
+    ...(bindingsPath ? [`  bindings: ${path.relative(process.cwd(), bindingsPath) || bindingsPath}`] : []),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

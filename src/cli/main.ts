@@ -17,7 +17,8 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('--out <dir>', 'output folder')
     .option('--weights <mode>', 'auto | embed | external | skeleton | inputs', 'auto')
     .option('--debug', 'print the graph after every compiler pass')
-    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean }) => {
+    .option('--bindings', 'also write typed TypeScript bindings DIR/<name>.ts (class with load/run, feed and fetch types)')
+    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean; bindings?: boolean }) => {
       const { compileCommand } = await import('./compile.ts');
       await compileCommand(graph, opts);
     });
@@ -72,6 +73,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--max-rejections <m>', 'consecutive non-finite steps before the run stops', '5')
     .option('--device <ep>', 'onnxruntime execution provider: cpu, webgpu, ...', 'cpu')
     .option('--no-progress', 'no progress bar')
+    .option('--bindings', 'also write typed TypeScript bindings DIR/train-step.ts (a step() that carries the optimizer state)')
     .action(async (file: string, opts: import('./train.ts').TrainCommandOptions & { progress: boolean }) => {
       const { trainCommand } = await import('./train.ts');
       await trainCommand(file, { ...opts, progress: opts.progress ? undefined : false });

@@ -16,6 +16,7 @@ import { compileTrainStep, type AdamWOptions, type BatchTensorSpec, type Compile
 import type { DataSource, StepRecord } from '../../runtime/trainer.ts';
 import type { HostTensor } from '../io/host.ts';
 import { importUserModule } from './user-module.ts';
+import { writeTrainStepBindings } from './bindings.ts';
 
 export const TRAIN_DEFINITION = Symbol.for('unifusion.train-definition');
 
@@ -85,6 +86,8 @@ export interface TrainCommandOptions {
   progress?: boolean;
   quiet?: boolean;
   intraOpThreads?: number;
+  /** also write typed TypeScript bindings <out>/train-step.ts */
+  bindings?: boolean;
 }
 
 function num(flag: string, v: string | number | undefined, fallback: number | undefined, kind: 'int' | 'posint' | 'float'): number | undefined {
@@ -144,6 +147,7 @@ export async function trainCommand(file: string, opts: TrainCommandOptions): Pro
     fs.mkdirSync(out, { recursive: true });
     fs.writeFileSync(path.join(out, 'train-step.onnx'), encodeModel(compiled.emitted.model));
     fs.writeFileSync(path.join(out, 'train-spec.json'), JSON.stringify(compiled.spec, null, 2) + '\n');
+    if (opts.bindings) await writeTrainStepBindings(out, compiled);
     const from = trainer.stepsDone;
     if (from >= steps && !opts.quiet) process.stdout.write(`${def.name}: already at step ${from} (--steps ${steps}); nothing to do\n`);
     const t1 = performance.now();
