@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-web';
 import { checkDenoiserManifest, generate, type DenoiserInfo, type DenoiserManifest, type Generated, type VelocityFn } from './pipeline.ts';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const params = new URLSearchParams(location.search);
+const params = new URLSearchParams(typeof location === 'undefined' ? '' : location.search);
 
 /** What the browser test reads: the state, the last result, the execution provider. */
 interface PageApi {
@@ -16,7 +16,6 @@ interface PageApi {
   last?: Generated & { ms: number };
 }
 const api: PageApi = { state: 'loading' };
-(window as unknown as { unifusion: PageApi }).unifusion = api;
 
 function setState(s: PageApi['state'], msg?: string): void {
   api.state = s;
@@ -49,7 +48,8 @@ async function fetchOk(url: string): Promise<Response> {
 }
 
 async function load(): Promise<{ run: VelocityFn; info: DenoiserInfo; manifest: DenoiserManifest }> {
-  ort.env.wasm.wasmPaths = new URL('./', location.href).href;
+  // only the binary: the bundle carries its own JS glue (a URL prefix would make it fetch that too)
+  ort.env.wasm.wasmPaths = { wasm: new URL('./ort-wasm-simd-threaded.jsep.wasm', location.href).href };
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
   const manifest = (await (await fetchOk('pipeline/manifest.json')).json()) as DenoiserManifest;
   const info = checkDenoiserManifest(manifest, 'pipeline/manifest.json');
@@ -131,7 +131,11 @@ async function main(): Promise<void> {
   if (params.get('autorun') === '1') $<HTMLFormElement>('form').requestSubmit();
 }
 
-main().catch((e: unknown) => {
-  api.error = e instanceof Error ? e.message : String(e);
-  setState('error', `error: ${api.error}`);
-});
+// onnxruntime-web starts its wasm threads as workers of this same bundle: only the page runs the UI
+if (typeof document !== 'undefined') {
+  (window as unknown as { unifusion: PageApi }).unifusion = api;
+  main().catch((e: unknown) => {
+    api.error = e instanceof Error ? e.message : String(e);
+    setState('error', `error: ${api.error}`);
+  });
+}
