@@ -11,7 +11,7 @@ export { Rng } from './ir/init.ts';
 export { DTYPES, DTYPE_INFO, isDType } from './ir/dtype.ts';
 export { compileTrainStep, buildTrainStep, STEP_INPUTS, STEP_OUTPUTS, type AdamWOptions, type BatchTensorSpec, type CompiledTrainStep, type TrainStepDefinition, type TrainStepSpec, type TrainParamSpec } from './train/step.ts';
 export { defineTrainStep, type TrainDefinition, type DefinedTrainStep, type TrainDefaults } from './cli/train.ts';
-export { allocStorage, fromFloat64, numel, toFloat64, type HostTensor, type Storage, type StorageOf } from './io/host.ts';
+export { allocStorage, fromFloat64, numel, toFloat64, toRefTensor, type HostTensor, type Storage, type StorageOf } from './io/host.ts';
 export { readSafetensors, parseSafetensors, serializeSafetensors, writeSafetensors, SafetensorsError, type SafetensorsContents, type TensorSet } from './io/safetensors.ts';
 export { emitModel, type WeightMode, type Emitted } from '../codegen/onnx/emit.ts';
 export { encodeModel, decodeModel, OPSET } from '../codegen/onnx/proto.ts';
