@@ -3,7 +3,7 @@
 // input, a wrong static dim or rank fail tsc (each checked both ways: with `// @ts-expect-error`
 // the program is clean, without it each case is exactly one error); and the bindings' run() and
 // step() give exactly the untyped Session's outputs.
-import { describe, expect, it, beforeAll } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,6 +19,15 @@ import { loadTrainFile } from '../src/cli/train.ts';
 import { encodeModel } from '../codegen/onnx/proto.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
+const made: string[] = [];
+const tmpDir = (prefix: string) => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
 
 /** Type-check files in `dir` the way a strict TS user project would, with unifusion resolved to the sources. */
 function typecheck(files: string[]): ts.Diagnostic[] {
@@ -72,7 +81,7 @@ function randomFeeds(rng: Rng, shapes: Record<string, { dtype: HostTensor['dtype
 describe('typed bindings of a compiled graph (compile --bindings)', () => {
   let dir: string;
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'unifusion-bindings-'));
+    dir = tmpDir('unifusion-bindings-');
     await compileCommand('examples/web/tiny-pipeline.ts', { out: dir, bindings: true, quiet: true });
   });
 
@@ -152,7 +161,7 @@ export async function use(dir: string): Promise<Float32Array> {
 
   it('replaces its own file on a second compile, but never a file it did not write', async () => {
     await compileCommand('examples/web/tiny-pipeline.ts', { out: dir, bindings: true, quiet: true });
-    const mine = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'unifusion-bindings-')), 'x');
+    const mine = path.join(tmpDir('unifusion-bindings-'), 'x');
     fs.mkdirSync(mine);
     fs.writeFileSync(path.join(mine, 'tiny_dit_step.ts'), 'export const mine = 1;\n');
     const spec = specFromManifest(JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')));
@@ -165,7 +174,7 @@ describe('typed bindings of a train step (train --bindings): step() carries the 
   it('type-checks, rejects bad batches, and equals untyped Session runs with the state carried by hand', async () => {
     const def = await loadTrainFile('examples/train-mlp.ts');
     const compiled = def.compile();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'unifusion-bindings-train-'));
+    const dir = tmpDir('unifusion-bindings-train-');
     fs.writeFileSync(path.join(dir, 'train-step.onnx'), encodeModel(compiled.emitted.model));
     const spec = specFromTrainStep(compiled.spec, 'train-step.onnx', ioFromModel(compiled.emitted.model));
     await writeBindings(dir, spec, { file: 'train-step.ts', command: 'train' });

@@ -16,7 +16,15 @@ import { checkDenoiserManifest, generate, promptBytes, type GenerateRequest, typ
 import { findChromium, launchChromium } from './helpers/chromium.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'unifusion-web-'));
+const made: string[] = [];
+const tmp = () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'unifusion-web-'));
+  made.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
 
 /** The page's generate() on onnxruntime-node: the reference the browser must match. */
 async function nodeGenerate(p: PipelineSource, req: GenerateRequest) {

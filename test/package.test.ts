@@ -11,7 +11,7 @@
 //     the prebuilt page.
 // Slow (pack + install: minutes on a 2-core machine), so it runs where UNIFUSION_PACKAGE_TEST=1
 // (.ci/run sets it).
-import { describe, expect, it, beforeAll } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -190,12 +190,17 @@ export default defineTrainStep({
 
 describe.skipIf(!enabled)('npm pack + install into a fresh project', () => {
   let proj: string;
+  let packDir: string;
   let tgz: string;
   let files: string[];
   const bin = () => path.join(proj, 'node_modules', '.bin', 'unifusion');
+  // the project holds a full install (~400 MB): remove what this test made
+  afterAll(() => {
+    for (const d of [proj, packDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  });
 
   beforeAll(async () => {
-    const packDir = fs.mkdtempSync(path.join(os.tmpdir(), 'unifusion-pack-'));
+    packDir = fs.mkdtempSync(path.join(os.tmpdir(), 'unifusion-pack-'));
     const packed = ok(await run('npm', ['pack', '--json', '--pack-destination', packDir], { cwd: ROOT }), 'npm pack');
     const info = (JSON.parse(packed.stdout) as { filename: string; files: { path: string }[] }[])[0]!;
     tgz = path.join(packDir, info.filename);
