@@ -6,3 +6,8 @@ export * from './checkpoint.ts';
 export * from './schedule.ts';
 export * from './tiling.ts';
 export type { HostTensor, Storage, StorageOf } from '../src/io/host.ts';
+export * from './sampler/index.ts';
+export * from './pipeline/index.ts';
+export * from './data/index.ts';
+// RgbImage is the same interface as tiling's (exported above)
+export { PngError, encodePng, readPngText, imageGrid } from './images/png.ts';

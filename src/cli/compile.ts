@@ -11,6 +11,12 @@ export interface CompileCommandOptions {
   weights?: WeightMode | 'auto';
   debug?: boolean;
   quiet?: boolean;
+  /** trained weights to bake in: safetensors files and/or `train` run folders (later ones win) */
+  params?: string[];
+  /** with --params: take the EMA weights (default: when the params have them) */
+  ema?: boolean;
+  /** with --params: allow tensors that are not params of this graph */
+  allowUnusedParams?: boolean;
   /** also write typed TypeScript bindings, <name>.ts next to the ONNX (codegen/ts) */
   bindings?: boolean;
 }
@@ -26,8 +32,15 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
     throw new Error(`graph file '${file}': unknown preset '${preset}' (known: ${Object.keys(def.presets).join(', ') || 'none'})`);
   const t1 = performance.now();
   const graph = def.trace(preset);
+  let paramValues: Map<string, import('../io/host.ts').HostTensor> | undefined;
+  if (opts.params?.length) {
+    const { loadTrainedParams, matchParams } = await import('../../runtime/pipeline/params.ts');
+    const trained = loadTrainedParams(opts.params, { ema: opts.ema });
+    matchParams(graph, trained, { allowUnused: opts.allowUnusedParams });
+    paramValues = trained.params;
+  }
   const t2 = performance.now();
-  const compiled = compileGraph(graph, { weights: opts.weights, debug: opts.debug, preset });
+  const compiled = compileGraph(graph, { weights: opts.weights, debug: opts.debug, preset, paramValues });
   const t3 = performance.now();
   const w = await writeCompiled(opts.out, compiled);
   const bindingsPath = opts.bindings ? await writeCompiledBindings(path.dirname(w.onnxPath), compiled.manifest, def.description) : undefined;

@@ -17,8 +17,12 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('--out <dir>', 'output folder')
     .option('--weights <mode>', 'auto | embed | external | skeleton | inputs', 'auto')
     .option('--debug', 'print the graph after every compiler pass')
+    .option('--params <file...>', 'bake trained weights in: safetensors files or `train` run folders (frozen params from its step graph; later sources win)')
+    .option('--ema', 'with --params: use the EMA weights (default: when present)')
+    .option('--no-ema', 'with --params: use the raw weights even when EMA weights are present')
+    .option('--allow-unused-params', 'with --params: ignore tensors that are not params of this graph')
     .option('--bindings', 'also write typed TypeScript bindings DIR/<name>.ts (class with load/run, feed and fetch types)')
-    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean; bindings?: boolean }) => {
+    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean; params?: string[]; ema?: boolean; allowUnusedParams?: boolean; bindings?: boolean }) => {
       const { compileCommand } = await import('./compile.ts');
       await compileCommand(graph, opts);
     });
@@ -74,7 +78,34 @@ export async function main(argv: string[]): Promise<void> {
     .option('--device <ep>', 'onnxruntime execution provider: cpu, webgpu, ...', 'cpu')
     .option('--no-progress', 'no progress bar')
     .option('--bindings', 'also write typed TypeScript bindings DIR/train-step.ts (a step() that carries the optimizer state)')
-    .action(async (file: string, opts: import('./train.ts').TrainCommandOptions & { progress: boolean }) => {
+    // image datasets (runtime/data): <train-graph> is then a graph file whose preset is a UniFusion config
+    .option('--dataset <dir>', 'train a UniFusion preset on this image dataset folder (JSONL rows {image, caption} / {source(s), instruction, target})')
+    .option('--preset <name>', 'with --dataset: the UniFusion preset of the graph file')
+    .option('--vlm <dir>', 'with --dataset: the VLM package that encodes the captions')
+    .option('--conditions <file>', 'with --dataset: precomputed conditions (safetensors rows, metadata "prompts")')
+    .option('--vae <dir>', 'with --dataset: VAE folder (import-hf); omit for pixel space')
+    .option('--pixel-shift <x>', 'with --dataset, pixel space: latent = (rgb - shift) * scale')
+    .option('--pixel-scale <x>', 'with --dataset, pixel space scale')
+    .option('--size <WxH>', 'with --dataset: training size (images resized to cover, centre-cropped)')
+    .option('--buckets', 'with --dataset: aspect-ratio buckets of about --size pixels instead of one size')
+    .option('--batch <n>', 'with --dataset: batch size', '8')
+    .option('--ema <decay>', 'with --dataset: keep an EMA of the weights in the step graph')
+    .option('--clip-norm <x>', 'with --dataset: gradient norm clip', '1')
+    .option('--weight-decay <x>', 'with --dataset: AdamW weight decay')
+    .option('--cond-dropout <p>', 'with --dataset: probability of training on the dropped (empty-prompt) condition, for CFG', '0.1')
+    .option('--task-mix <w>', 'with --dataset: t2i,recon,edit weights', '85,5,10')
+    .option('--t-dist <d>', 'with --dataset: logit-normal[:mean,std] | uniform', 'logit-normal:0,1')
+    .option('--sample-every <k>', 'with --dataset: a fixed-seed sample grid every K steps (and at the end)')
+    .option('--sample-prompts <text...>', 'with --dataset: captions for the sample grids (default: the first 4)')
+    .option('--sample-steps <n>', 'with --dataset: Euler steps of the sample grids', '20')
+    .option('--sample-guidance <g>', 'with --dataset: CFG scale of the sample grids', '3')
+    .option('--skip-invalid', 'with --dataset: leave invalid rows out (reported by line) instead of stopping')
+    .action(async (file: string, opts: import('./train.ts').TrainCommandOptions & { progress: boolean; dataset?: string }) => {
+      if (opts.dataset) {
+        const { trainImagesCommand } = await import('./train-images.ts');
+        await trainImagesCommand(file, opts as unknown as import('./train-images.ts').TrainImagesOptions);
+        return;
+      }
       const { trainCommand } = await import('./train.ts');
       await trainCommand(file, { ...opts, progress: opts.progress ? undefined : false });
     });
@@ -106,6 +137,87 @@ export async function main(argv: string[]): Promise<void> {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+    });
+
+  // ---- diffusion: assemble / sample / edit (runtime/pipeline, runtime/sampler)
+  const samplingOptions = (c: Command) =>
+    c
+      .requiredOption('--pipeline <dir>', 'pipeline folder (pipeline.json; `unifusion assemble`)')
+      .option('--prompt <text>', 'the prompt')
+      .option('--prompts <file>', 'prompts, one per line (a batch)')
+      .option('--negative-prompt <text>', 'true CFG against this prompt')
+      .option('--steps <n>', 'sampling steps (default: the pipeline\'s)')
+      .option('--guidance <g>', 'CFG scale (1 = none)')
+      .option('--true-cfg', 'unconditional branch = the encoded negative (or empty) prompt instead of the dropped condition')
+      .option('--cfg-norm', 'rescale the guided velocity to the conditional norm per token')
+      .option('--cfg-truncation <r>', 'guidance only while 1 - sigma < r (Lumina-2)')
+      .option('--shift <s>', 'static schedule shift')
+      .option('--dynamic-shift', 'resolution-dependent shift (the pipeline\'s constants, else FLUX\'s)')
+      .option('--sampler <name>', 'euler | heun')
+      .option('--seed <n>', 'seed of image 0; image k gets seed + k')
+      .option('--num-images <n>', 'images per prompt')
+      .option('--size <WxH>', 'image size (a multiple of the VAE factor x patch)')
+      .option('--rewrite', 'VERIFI: let the VLM rewrite the prompt')
+      .option('--no-rewrite', 'condition on the prompt as given')
+      .option('--system-prompt <text>', 'VERIFI system prompt')
+      .option('--condition <file>', 'precomputed conditions (safetensors, one row per prompt) instead of the VLM')
+      .option('--batch-size <n>', 'images per DiT call (cond + uncond count as one)')
+      .option('--device <ep>', 'onnxruntime execution provider', 'cpu')
+      .option('--no-verify', 'skip the sha256 check of the pipeline files (presence is still checked)')
+      .option('--no-grid', 'no grid.png')
+      .option('--no-progress', 'no progress bar')
+      .option('--force', 'write into a folder that holds files unifusion did not write (they are kept)')
+      .requiredOption('--out <dir>', 'output folder: PNGs with metadata, JSON sidecars, grid.png, samples.json');
+
+  samplingOptions(
+    program
+      .command('sample')
+      .description('text-to-image with a pipeline folder: VLM condition -> flow sampler with CFG -> VAE decode -> PNGs')
+      .option('--init-image <png>', 'img2img: start from this image, noised to --strength')
+      .option('--strength <x>', 'img2img strength in (0, 1] (default 0.8)')
+      .option('--init-latents <file>', "start from these latents (safetensors 'latents' [N, C, h, w], N = prompts x images) instead of seeded noise"),
+  ).action(async (opts: import('./sample.ts').SampleCommandOptions) => {
+    const { sampleCommand } = await import('./sample.ts');
+    await sampleCommand(opts);
+  });
+
+  samplingOptions(
+    program
+      .command('edit')
+      .description('edit / multi-reference / reconstruction: the --image files go into the VLM prompt (no VAE reference tokens); no --prompt = reconstruction')
+      .option('--image <png...>', 'input image(s), in prompt order'),
+  ).action(async (opts: import('./sample.ts').SampleCommandOptions & { image?: string[] }) => {
+    const { editCommand } = await import('./edit.ts');
+    await editCommand(opts);
+  });
+
+  program
+    .command('assemble')
+    .description('build a pipeline folder from an import-hf VLM, a trained DiT (run folder or compiled .onnx) and an imported VAE (or pixel space)')
+    .option('--vlm <dir>', 'VLM package folder (import-hf output); omit to feed conditions directly')
+    .requiredOption('--dit <run-or-onnx>', 'image-training run folder, or a DiT .onnx with its manifest.json (`compile --params`)')
+    .option('--vae <dir>', 'VAE folder (import-hf output); omit for pixel space')
+    .requiredOption('--out <dir>', 'pipeline folder to write')
+    .option('--name <name>', 'pipeline name (default: the folder name)')
+    .option('--null-condition <file>', 'the dropped condition for CFG (safetensors; default: the run\'s)')
+    .option('--pixel-shift <x>', 'pixel space: latent = (rgb - shift) * scale (per channel: a,b,c)')
+    .option('--pixel-scale <x>', 'pixel space scale')
+    .option('--ema', 'run folders: use the EMA weights (default: when present)')
+    .option('--no-ema', 'run folders: use the raw weights')
+    .option('--size <WxH>', 'default image size')
+    .option('--steps <n>', 'default steps')
+    .option('--guidance <g>', 'default CFG scale')
+    .option('--sampler <name>', 'default sampler: euler | heun')
+    .option('--shift <s>', 'default static shift')
+    .option('--dynamic-shift <which>', 'default to the dynamic shift: flux | krea2')
+    .option('--cfg-norm', 'default to CFG normalisation')
+    .option('--system-prompt <text>', 'default VERIFI system prompt')
+    .option('--rewrite', 'rewrite prompts by default')
+    .option('--force', 'write into a folder that holds files unifusion did not write (they are kept)')
+    .option('--bindings', 'also write typed TypeScript bindings of the DiT, dit/<name>.ts')
+    .action(async (opts: import('./assemble.ts').AssembleCommandOptions) => {
+      const { assembleCommand } = await import('./assemble.ts');
+      await assembleCommand(opts);
     });
 
   try {
