@@ -15,3 +15,5 @@ export { allocStorage, fromFloat64, numel, toFloat64, toRefTensor, type HostTens
 export { readSafetensors, parseSafetensors, serializeSafetensors, writeSafetensors, SafetensorsError, type SafetensorsContents, type TensorSet } from './io/safetensors.ts';
 export { emitModel, type WeightMode, type Emitted } from '../codegen/onnx/emit.ts';
 export { encodeModel, decodeModel, OPSET } from '../codegen/onnx/proto.ts';
+// the output-folder discipline every writing command shares
+export { writeOutputDir, writeOutputFile, RunDir, OutputError } from './io/outdir.ts';

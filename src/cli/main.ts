@@ -1,13 +1,25 @@
 // The `unifusion` command line: one program.command(...) block per command. Command modules are
 // imported when their command runs, so e.g. `inspect` never loads onnxruntime's native addon.
-import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { reportError } from './errors.ts';
+import { setVerbose } from '../../runtime/log.ts';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** `Example(s):` lines appended to a command's --help. */
+const examples = (...lines: string[]) => `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('unifusion')
     .description('Model-graph compiler and runtime: TS DSL -> typed IR -> ONNX')
+    .version(VERSION, '-V, --version', 'print the unifusion version')
+    .option('--verbose', "show onnxruntime's own log lines and stack traces of errors")
     // Let errors reach the catch below instead of commander calling process.exit itself.
     .exitOverride()
-    .showHelpAfterError(false);
+    .showHelpAfterError(false)
+    .addHelpText('after', examples('unifusion demo', 'unifusion compile examples/transformer.ts --preset tiny --out out/tiny', 'unifusion compile --help'));
+  program.hook('preAction', () => setVerbose(Boolean(program.opts().verbose)));
 
   program
     .command('compile')
@@ -21,8 +33,11 @@ export async function main(argv: string[]): Promise<void> {
     .option('--ema', 'with --params: use the EMA weights (default: when present)')
     .option('--no-ema', 'with --params: use the raw weights even when EMA weights are present')
     .option('--allow-unused-params', 'with --params: ignore tensors that are not params of this graph')
+    .option('--force', 'write into a non-empty folder that holds files unifusion did not write (they are kept)')
+    .option('--no-typecheck', 'skip the TypeScript type check of the graph file (faster; type errors then surface at trace time or not at all)')
     .option('--bindings', 'also write typed TypeScript bindings DIR/<name>.ts (class with load/run, feed and fetch types)')
-    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean; params?: string[]; ema?: boolean; allowUnusedParams?: boolean; bindings?: boolean }) => {
+    .addHelpText('after', examples('unifusion compile examples/transformer.ts --preset tiny --out out/tiny', 'unifusion compile graphs/unifusion.ts --preset unifusion-8b --weights skeleton --out out/uf8b', 'unifusion compile graphs/unifusion.ts --preset tiny --params run/ --out dit'))
+    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean; params?: string[]; ema?: boolean; allowUnusedParams?: boolean; force?: boolean; typecheck: boolean; bindings?: boolean }) => {
       const { compileCommand } = await import('./compile.ts');
       await compileCommand(graph, opts);
     });
@@ -34,9 +49,11 @@ export async function main(argv: string[]): Promise<void> {
     .option('--steps <n>', 'training steps', '500')
     .option('--sample-steps <n>', 'Euler steps of the sampler', '20')
     .option('--device <ep>', 'onnxruntime execution provider', 'cpu')
-    .action(async (opts: { out: string; steps: string; sampleSteps: string; device: string }) => {
+    .option('--force', 'write into a non-empty folder that holds files unifusion did not write (they are kept)')
+    .addHelpText('after', examples('unifusion demo', 'unifusion demo --steps 100 --sample-steps 8 --out out/quick-demo'))
+    .action(async (opts: { out: string; steps: string; sampleSteps: string; device: string; force?: boolean }) => {
       const { demoCommand } = await import('./demo.ts');
-      await demoCommand({ out: opts.out, device: opts.device, steps: Number(opts.steps), sampleSteps: Number(opts.sampleSteps) });
+      await demoCommand({ out: opts.out, device: opts.device, steps: opts.steps, sampleSteps: opts.sampleSteps, force: opts.force });
     });
 
   program
@@ -46,7 +63,9 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('--inputs <file>', 'safetensors file with one tensor per model input')
     .requiredOption('--out <file>', 'safetensors file to write the outputs to (written only on success)')
     .option('--device <ep>', 'onnxruntime execution provider: cpu, cuda, webgpu, ...', 'cpu')
-    .action(async (model: string, opts: { inputs: string; out: string; device: string }) => {
+    .option('--force', 'replace an existing --out file that unifusion did not write')
+    .addHelpText('after', examples('unifusion run out/tiny/transformer.onnx --inputs in.safetensors --out out.safetensors', 'unifusion run model.onnx --inputs in.safetensors --out out.safetensors --device cuda'))
+    .action(async (model: string, opts: { inputs: string; out: string; device: string; force?: boolean }) => {
       const { runCommand } = await import('./run.ts');
       await runCommand(model, opts);
     });
@@ -56,6 +75,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('describe an ONNX model: I/O, opsets, op histogram, parameters, external data')
     .argument('<model>', 'model .onnx file (external data files are not read)')
     .option('--json', 'print JSON instead of text')
+    .addHelpText('after', examples('unifusion inspect out/tiny/transformer.onnx', 'unifusion inspect out/qwen/qwen2-encoder.onnx --json'))
     .action(async (model: string, opts: { json?: boolean }) => {
       const { inspectCommand } = await import('./inspect.ts');
       await inspectCommand(model, opts);
@@ -67,7 +87,7 @@ export async function main(argv: string[]): Promise<void> {
     .argument('<train-graph>', 'train definition .ts file')
     .option('--steps <n>', 'total iterations (counting those before a resume)')
     .requiredOption('--out <dir>', 'output folder: checkpoints/, metrics.jsonl, params.safetensors, the step graph')
-    .option('--resume', 'continue from the latest checkpoint in DIR/checkpoints')
+    .option('--resume', 'continue from the latest checkpoint in DIR/checkpoints (an error when there is none); the lr schedule continues where it was')
     .option('--lr <x>', 'peak learning rate (linear warmup, cosine decay to --min-lr)')
     .option('--warmup <n>', 'warmup iterations')
     .option('--min-lr <x>', 'cosine floor (default 0.1 * lr)')
@@ -78,6 +98,8 @@ export async function main(argv: string[]): Promise<void> {
     .option('--device <ep>', 'onnxruntime execution provider: cpu, webgpu, ...', 'cpu')
     .option('--no-progress', 'no progress bar')
     .option('--bindings', 'also write typed TypeScript bindings DIR/train-step.ts (a step() that carries the optimizer state)')
+    .option('--force', 'write into a non-empty folder that holds files unifusion did not write (they are kept)')
+    .option('--no-typecheck', 'skip the TypeScript type check of the train file')
     // image datasets (runtime/data): <train-graph> is then a graph file whose preset is a UniFusion config
     .option('--dataset <dir>', 'train a UniFusion preset on this image dataset folder (JSONL rows {image, caption} / {source(s), instruction, target})')
     .option('--preset <name>', 'with --dataset: the UniFusion preset of the graph file')
@@ -100,14 +122,15 @@ export async function main(argv: string[]): Promise<void> {
     .option('--sample-steps <n>', 'with --dataset: Euler steps of the sample grids', '20')
     .option('--sample-guidance <g>', 'with --dataset: CFG scale of the sample grids', '3')
     .option('--skip-invalid', 'with --dataset: leave invalid rows out (reported by line) instead of stopping')
-    .action(async (file: string, opts: import('./train.ts').TrainCommandOptions & { progress: boolean; dataset?: string }) => {
+    .addHelpText('after', examples('unifusion train examples/train-mlp.ts --steps 400 --out out/mlp', 'unifusion train examples/train-mlp.ts --steps 800 --out out/mlp --resume', 'unifusion train graphs/unifusion.ts --preset tiny-pixel --dataset data/ --vlm out/vlm --size 48x48 --steps 2000 --out run'))
+    .action(async (file: string, opts: import('./train.ts').TrainCommandOptions & { progress: boolean; typecheck: boolean; dataset?: string }) => {
       if (opts.dataset) {
         const { trainImagesCommand } = await import('./train-images.ts');
         await trainImagesCommand(file, opts as unknown as import('./train-images.ts').TrainImagesOptions);
         return;
       }
       const { trainCommand } = await import('./train.ts');
-      await trainCommand(file, { ...opts, progress: opts.progress ? undefined : false });
+      await trainCommand(file, { ...opts, progress: opts.progress ? undefined : false, typecheck: opts.typecheck });
     });
 
   program
@@ -117,7 +140,8 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('--out <dir>', 'output folder (written as a whole: on error nothing is left there)')
     .option('--taps <spec>', 'hidden states to output: every:K[:offset] | list:a,b,c | last | penultimate (default every:3)')
     .option('--dtype <dtype>', 'weight and compute dtype of the graph: f32 | f16 | bf16 (checkpoint floats are converted)')
-    .option('--force', 'replace a non-empty output folder')
+    .option('--force', 'write into a non-empty folder that holds files unifusion did not write (they are kept; only our own earlier outputs are replaced)')
+    .addHelpText('after', examples('unifusion import-hf path/to/Qwen2.5-7B --out out/qwen --taps every:3', 'unifusion import-hf path/to/FLUX.1-dev/vae --out out/vae'))
     .action(async (dir: string, opts: { out: string; taps?: string; dtype?: 'f32' | 'f16' | 'bf16'; force?: boolean }) => {
       const { importHfCommand } = await import('./import-hf.ts');
       await importHfCommand(dir, opts);
@@ -175,7 +199,8 @@ export async function main(argv: string[]): Promise<void> {
       .description('text-to-image with a pipeline folder: VLM condition -> flow sampler with CFG -> VAE decode -> PNGs')
       .option('--init-image <png>', 'img2img: start from this image, noised to --strength')
       .option('--strength <x>', 'img2img strength in (0, 1] (default 0.8)')
-      .option('--init-latents <file>', "start from these latents (safetensors 'latents' [N, C, h, w], N = prompts x images) instead of seeded noise"),
+      .option('--init-latents <file>', "start from these latents (safetensors 'latents' [N, C, h, w], N = prompts x images) instead of seeded noise")
+      .addHelpText('after', examples('unifusion sample --pipeline pipe --prompt "a red circle at the center" --num-images 4 --seed 7 --out samples', 'unifusion sample --pipeline pipe --prompts prompts.txt --sampler heun --guidance 4 --cfg-norm --out samples')),
   ).action(async (opts: import('./sample.ts').SampleCommandOptions) => {
     const { sampleCommand } = await import('./sample.ts');
     await sampleCommand(opts);
@@ -185,7 +210,8 @@ export async function main(argv: string[]): Promise<void> {
     program
       .command('edit')
       .description('edit / multi-reference / reconstruction: the --image files go into the VLM prompt (no VAE reference tokens); no --prompt = reconstruction')
-      .option('--image <png...>', 'input image(s), in prompt order'),
+      .option('--image <png...>', 'input image(s), in prompt order')
+      .addHelpText('after', examples('unifusion edit --pipeline pipe --image a.png --prompt "make the red circle blue" --out edits', 'unifusion edit --pipeline pipe --image a.png --out recon')),
   ).action(async (opts: import('./sample.ts').SampleCommandOptions & { image?: string[] }) => {
     const { editCommand } = await import('./edit.ts');
     await editCommand(opts);
@@ -215,6 +241,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--rewrite', 'rewrite prompts by default')
     .option('--force', 'write into a folder that holds files unifusion did not write (they are kept)')
     .option('--bindings', 'also write typed TypeScript bindings of the DiT, dit/<name>.ts')
+    .addHelpText('after', examples('unifusion assemble --vlm out/vlm --dit run/ --vae out/vae --out pipe', 'unifusion assemble --vlm out/vlm --dit run/ --out pipe   # pixel space'))
     .action(async (opts: import('./assemble.ts').AssembleCommandOptions) => {
       const { assembleCommand } = await import('./assemble.ts');
       await assembleCommand(opts);
@@ -223,16 +250,6 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (e) {
-    process.exitCode = reportError(e);
+    process.exitCode = reportError(e, { verbose: Boolean(program.opts().verbose) });
   }
-}
-
-/** Print a thrown error the way a CLI user wants it; returns the exit code. */
-function reportError(e: unknown): number {
-  // commander has already printed its own message (or the help/version text).
-  if (e instanceof CommanderError) return e.exitCode;
-  const debug = Boolean(process.env.UNIFUSION_DEBUG);
-  const message = e instanceof Error ? (debug ? (e.stack ?? e.message) : e.message) : String(e);
-  process.stderr.write(`error: ${message}\n`);
-  return 1;
 }

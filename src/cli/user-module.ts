@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ENTRY_POINTS, packageModule, resolveEntry } from '../layout.ts';
+import { displayFile, registerSourceMap } from '../dsl/site.ts';
 
 /** The esbuild plugin that maps this package's imports to the running tree and keeps them external. */
 export function unifusionExternals(): esbuild.Plugin {
@@ -40,27 +41,30 @@ export class UserModuleError extends Error {
  */
 export async function importUserModule(file: string, what: string): Promise<Record<string, unknown>> {
   const abs = path.resolve(file);
+  // esbuild is told the temp file is its output, so the map's sources resolve to the user's file
+  const tmp = path.join(os.tmpdir(), `unifusion-module-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
   let result: esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
   try {
     result = await esbuild.build({
       entryPoints: [abs],
+      outfile: tmp,
       bundle: true,
       format: 'esm',
       platform: 'node',
       target: 'node20',
       write: false,
       sourcemap: 'inline',
-      // map sources are relative to the working directory; the bundle runs from the temp folder
-      sourceRoot: process.cwd() + path.sep,
       logLevel: 'silent',
       plugins: [unifusionExternals()],
     });
   } catch (e) {
-    const msg = (e as { errors?: esbuild.Message[] }).errors?.map((m) => `${m.location ? `${path.relative(process.cwd(), m.location.file)}:${m.location.line}: ` : ''}${m.text}`).join('\n') ?? String(e);
+    const msg = (e as { errors?: esbuild.Message[] }).errors?.map((m) => `${m.location ? `${displayFile(m.location.file)}:${m.location.line}: ` : ''}${m.text}`).join('\n') ?? String(e);
     throw new UserModuleError(`cannot build ${what} '${file}':\n${msg}`);
   }
-  const tmp = path.join(os.tmpdir(), `unifusion-module-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
-  await fs.writeFile(tmp, result.outputFiles[0]!.text);
+  const code = result.outputFiles[0]!.text;
+  const inline = /\/\/# sourceMappingURL=data:application\/json;base64,([A-Za-z0-9+/=]+)\s*$/.exec(code);
+  if (inline) registerSourceMap(tmp, JSON.parse(Buffer.from(inline[1]!, 'base64').toString('utf8')));
+  await fs.writeFile(tmp, code);
   try {
     return (await import(pathToFileURL(tmp).href)) as Record<string, unknown>;
   } finally {

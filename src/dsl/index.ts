@@ -6,7 +6,8 @@ export * from './functional.ts';
 export * from './nn/basic.ts';
 export * from './nn/transformer.ts';
 export { defineGraph, type GraphDefinition, type DefinedGraph } from './define.ts';
-// Dims and their arithmetic: `dims.mul(h, 2)`, or the same functions by their IR names.
+// Symbolic size arithmetic for graph files ([batch, C, 2*h, 2*w] inputs, h = H / 2 inside):
+// `dims.mul(h, 2)`, or the same functions by their IR names.
 export * as dims from './dims.ts';
 export { SymDim, dimAdd, dimSub, dimMul, dimDiv, dimProd, dimEq, dimStr, evalDim, type Dim, type Shape } from '../ir/dims.ts';
 export type { DType } from '../ir/dtype.ts';
