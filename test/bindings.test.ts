@@ -166,10 +166,16 @@ export async function use(dir: string): Promise<Float32Array> {
   });
 
   it('replaces its own file on a second compile, but never a file it did not write', async () => {
-    await compileCommand('examples/web/tiny-pipeline.ts', { out: dir, bindings: true, quiet: true });
-    const mine = path.join(tmpDir('unifusion-bindings-'), 'x');
-    fs.mkdirSync(mine);
+    const again = tmpDir('unifusion-bindings-');
+    await compileCommand('examples/web/tiny-pipeline.ts', { out: again, bindings: true, quiet: true });
+    await compileCommand('examples/web/tiny-pipeline.ts', { out: again, bindings: true, quiet: true });
+    expect(fs.readFileSync(path.join(again, 'tiny_dit_step.ts'), 'utf8')).toBe(fs.readFileSync(path.join(dir, 'tiny_dit_step.ts'), 'utf8'));
+    // a user's file under the name compile would write: kept, even with --force
+    const mine = tmpDir('unifusion-bindings-');
     fs.writeFileSync(path.join(mine, 'tiny_dit_step.ts'), 'export const mine = 1;\n');
+    await expect(compileCommand('examples/web/tiny-pipeline.ts', { out: mine, bindings: true, quiet: true, force: true })).rejects.toThrow(/tiny_dit_step\.ts' exists and was not written by unifusion/);
+    expect(fs.readFileSync(path.join(mine, 'tiny_dit_step.ts'), 'utf8')).toBe('export const mine = 1;\n');
+    // the library writer: the same rule for a single file
     const spec = specFromManifest(JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')));
     await expect(writeBindings(mine, spec)).rejects.toThrow(/tiny_dit_step\.ts' already exists and was not written by unifusion/);
     expect(fs.readFileSync(path.join(mine, 'tiny_dit_step.ts'), 'utf8')).toBe('export const mine = 1;\n');

@@ -153,6 +153,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--pipeline <dir>', "a 'compile' output folder of a denoiser step (default: the built-in tiny DiT step, compiled in memory)")
     .option('--port <n>', 'port (0: any free one)', '8080')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .addHelpText('after', examples('unifusion serve-web', 'unifusion compile examples/web/tiny-pipeline.ts --out out/web && unifusion serve-web --pipeline out/web --port 0'))
     .action(async (opts: { pipeline?: string; port: string; host: string }) => {
       const { serveWebCommand } = await import('./serve-web.ts');
       const server = await serveWebCommand(opts);

@@ -2,6 +2,7 @@
 // Without --pipeline it serves the built-in tiny DiT step (examples/web/tiny-pipeline.ts), compiled
 // in memory; nothing is written anywhere.
 import * as path from 'node:path';
+import { UsageError } from './errors.ts';
 import { builtinPipeline, pageFiles, pipelineFromDir, serveWeb, type WebServer } from '../web/serve.ts';
 
 export interface ServeWebOptions {
@@ -13,7 +14,7 @@ export interface ServeWebOptions {
 
 export async function serveWebCommand(opts: ServeWebOptions): Promise<WebServer> {
   const port = opts.port === undefined ? 8080 : Number(opts.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer in 0..65535, got '${opts.port}'`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be an integer in 0..65535, got '${opts.port}'`);
   const pipeline = opts.pipeline ? await pipelineFromDir(path.resolve(opts.pipeline)) : builtinPipeline();
   const server = await serveWeb({ pipeline, page: await pageFiles(), port, host: opts.host });
   if (!opts.quiet) {
