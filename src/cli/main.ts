@@ -1,11 +1,13 @@
 // The `unifusion` command line: one program.command(...) block per command. Command modules are
 // imported when their command runs, so e.g. `inspect` never loads onnxruntime's native addon.
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { PACKAGE_ROOT } from '../layout.ts';
 import { Command } from 'commander';
 import { reportError } from './errors.ts';
 import { setVerbose } from '../../runtime/log.ts';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 /** `Example(s):` lines appended to a command's --help. */
 const examples = (...lines: string[]) => `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
