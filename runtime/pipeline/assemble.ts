@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { compileGraph, writeCompiled, type Manifest, type TensorDesc } from '../../src/compiler.ts';
 import { trace } from '../../src/dsl/index.ts';
 import { writeOutputDir, type InputPath } from '../../src/io/outdir.ts';
+import { writeManifestBindings } from '../../codegen/ts/write.ts';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { uniFusionForward, type UniFusionConfig } from '../../graphs/unifusion.ts';
 import type { VaeManifest } from '../../src/io/diffusers.ts';
@@ -41,6 +42,8 @@ export interface AssembleOptions {
   vlm?: string;
   /** DiT: .onnx (manifest.json beside it) or an image-training run folder */
   dit: string;
+  /** also write typed TypeScript bindings of the DiT, dit/<name>.ts (codegen/ts) */
+  bindings?: boolean;
   /** VAE folder (import-hf output); omitted: pixel space */
   vae?: string;
   out: string;
@@ -229,6 +232,8 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
   const cfg = dit.run?.model.config;
   const written = await writeOutputDir({ out: o.out, inputs, force: o.force, command: 'assemble' }, async (stage) => {
     const d = await dit.write(path.join(stage, 'dit'));
+    // typed bindings of the DiT next to it (codegen/ts), hashed with the other files
+    if (o.bindings) await writeManifestBindings(path.join(stage, 'dit'), { command: 'assemble' });
     let vae: PipelineJson['parts']['vae'] = null;
     if (o.vae && vaeManifest) {
       for (const f of await listFiles(o.vae)) if (!f.startsWith('.')) await copyInto(path.join(o.vae, f), path.join(stage, 'vae', f));

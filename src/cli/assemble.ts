@@ -12,6 +12,8 @@ export interface AssembleCommandOptions {
   vae?: string;
   out: string;
   force?: boolean;
+  /** typed TypeScript bindings of the DiT (codegen/ts) */
+  bindings?: boolean;
   name?: string;
   nullCondition?: string;
   pixelShift?: string;
@@ -54,6 +56,7 @@ export async function assembleCommand(o: AssembleCommandOptions): Promise<void> 
     vae: o.vae,
     out: o.out,
     force: o.force,
+    bindings: o.bindings,
     name: o.name,
     nullCondition: o.nullCondition,
     pixelShift: numbers('--pixel-shift', o.pixelShift),

@@ -7,6 +7,7 @@
 // place. An earlier compile's files in DIR are replaced exactly (stale .onnx.data included);
 // files of anyone else's in DIR are never touched (refused unless --force, then kept).
 import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { compileGraph, writeCompiled } from '../compiler.ts';
 import type { WeightMode } from '../../codegen/onnx/emit.ts';
@@ -17,6 +18,7 @@ import { startTypecheck, withTypecheck } from './typecheck.ts';
 import { isTarget, TARGETS, type Target } from '../ir/target.ts';
 import { formatReport } from '../passes/fusion/fuse.ts';
 import { cudaOpsDirProblem, generateCudaOps, writeCudaOps } from '../../codegen/cuda/index.ts';
+import { compiledBindings } from './bindings.ts';
 
 export interface CompileCommandOptions {
   preset?: string;
@@ -38,6 +40,8 @@ export interface CompileCommandOptions {
   target?: string;
   /** write CUDA sources of the graph's ai.unifusion ops into this folder */
   cudaOps?: string;
+  /** also write typed TypeScript bindings, <name>.ts next to the ONNX (codegen/ts) */
+  bindings?: boolean;
 }
 
 /** `inner` is `outer` or lies inside it */
@@ -99,7 +103,13 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
   const [t1, t2, t3] = times;
   const tc = performance.now();
   const cached = check ? (await check.result).cached : false;
-  const written = await writeOutputDir(target, (stage) => writeCompiled(stage, compiled));
+  const bindings = opts.bindings ? compiledBindings(compiled.manifest, def.description) : undefined;
+  const written = await writeOutputDir(target, async (stage) => {
+    const r = await writeCompiled(stage, compiled);
+    // typed bindings next to the ONNX (codegen/ts), staged with it
+    if (bindings) await fs.writeFile(path.join(stage, bindings.file), bindings.text);
+    return r;
+  });
   const w = written.result;
   let cudaNote: string | undefined;
   if (opts.cudaOps !== undefined) {
@@ -125,6 +135,7 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
     ...(cudaNote ? [`  cuda:    ${cudaNote}`] : []),
     `  time:    load ${(t1 - t0).toFixed(0)} ms, trace ${(t2 - t1).toFixed(0)} ms, passes+emit ${(t3 - t2).toFixed(0)} ms${check ? (cached ? ', type check passed before (files unchanged)' : `, type check ${(tc - t0).toFixed(0)} ms (beside them)`) : ''}, write ${(t4 - tc).toFixed(0)} ms`,
     `  manifest: ${final(w.manifestPath)}`,
+    ...(bindings ? [`  bindings: ${final(bindings.file)}`] : []),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -11,7 +11,6 @@
 // a failed or interrupted demo leaves the previous one as it was, and a folder holding files the
 // demo did not write is refused (with --force they are kept).
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { compileGraph, writeCompiled } from '../compiler.ts';
 import { trace } from '../dsl/index.ts';
 import { evaluate } from '../ir/evaluate.ts';
@@ -25,8 +24,10 @@ import trainDef, { BATCH, CONFIG, dataset, LATENT, SEQ, TINY_VLM_CONFIG } from '
 import { trainCommand } from './train.ts';
 import { displayPath, preflightOutputDir, writeOutputDir, type OutputTarget } from '../io/outdir.ts';
 import { UsageError } from './errors.ts';
+import { codeFile } from '../layout.ts';
 
-const TRAIN_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples/train-unifusion-tiny.ts');
+// the shipped example: examples/*.ts in a checkout, dist/examples/*.js when installed
+const TRAIN_FILE = codeFile('examples/train-unifusion-tiny.ts');
 
 export interface DemoOptions {
   out: string;

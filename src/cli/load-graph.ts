@@ -1,6 +1,6 @@
 // Loading a user's graph file: esbuild bundles it (TypeScript, their own
-// imports) but leaves this package's compiler sources external, so the file
-// and the CLI share one DSL instance (one tracing context). Type checking is
+// imports) but leaves this package's code external (unifusionExternals: src/ or dist/,
+// whichever the CLI runs from), so the file and the CLI share one DSL instance. Type checking is
 // separate (typecheck.ts): esbuild only strips types.
 //
 // The bundle is written to a temp file with its source map inline, and esbuild is told that file
@@ -10,14 +10,12 @@ import * as esbuild from 'esbuild';
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { GRAPH_DEFINITION, type GraphDefinition } from '../dsl/define.ts';
 import { displayFile, registerSourceMap } from '../dsl/site.ts';
 import { asDSLError } from '../dsl/trace.ts';
 import type { Graph } from '../ir/graph.ts';
-
-const PKG_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const SRC = path.join(PKG_ROOT, 'src');
+import { unifusionExternals } from './user-module.ts';
 
 export type LoadedDefinition = GraphDefinition<unknown> & { trace(preset?: string): Graph };
 
@@ -51,23 +49,7 @@ export async function loadGraphFile(file: string): Promise<LoadedDefinition> {
       write: false,
       sourcemap: 'inline',
       logLevel: 'silent',
-      plugins: [
-        {
-          name: 'unifusion-external',
-          setup(build) {
-            build.onResolve({ filter: /^unifusion(\/.*)?$/ }, (args) => {
-              const sub = args.path === 'unifusion' ? 'index.ts' : args.path === 'unifusion/dsl' ? 'dsl/index.ts' : null;
-              if (!sub) return { errors: [{ text: `unknown unifusion entry '${args.path}' (use 'unifusion' or 'unifusion/dsl')` }] };
-              return { path: pathToFileURL(path.join(SRC, sub)).href, external: true };
-            });
-            build.onResolve({ filter: /^\./ }, (args) => {
-              const p = path.resolve(args.resolveDir, args.path);
-              if (p.startsWith(SRC + path.sep)) return { path: pathToFileURL(p).href, external: true };
-              return undefined;
-            });
-          },
-        },
-      ],
+      plugins: [unifusionExternals()],
     });
   } catch (e) {
     // esbuild reports locations relative to its working directory (the cwd)

@@ -1,11 +1,13 @@
 // The `unifusion` command line: one program.command(...) block per command. Command modules are
 // imported when their command runs, so e.g. `inspect` never loads onnxruntime's native addon.
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { PACKAGE_ROOT } from '../layout.ts';
 import { Command } from 'commander';
 import { reportError } from './errors.ts';
 import { setVerbose } from '../../runtime/log.ts';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 /** `Example(s):` lines appended to a command's --help. */
 const examples = (...lines: string[]) => `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
@@ -37,8 +39,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--allow-unused-params', 'with --params: ignore tensors that are not params of this graph')
     .option('--force', 'write into a non-empty folder that holds files unifusion did not write (they are kept)')
     .option('--no-typecheck', 'skip the TypeScript type check of the graph file (faster; type errors then surface at trace time or not at all)')
+    .option('--bindings', 'also write typed TypeScript bindings DIR/<name>.ts (class with load/run, feed and fetch types)')
     .addHelpText('after', examples('unifusion compile examples/transformer.ts --preset tiny --out out/tiny', 'unifusion compile graphs/unifusion.ts --preset unifusion-8b --weights skeleton --out out/uf8b', 'unifusion compile graphs/unifusion.ts --preset tiny --params run/ --out dit', 'unifusion compile graphs/unifusion.ts --preset tiny --target cuda --cuda-ops out/uf-cuda --out out/uf'))
-    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean; target?: string; cudaOps?: string; params?: string[]; ema?: boolean; allowUnusedParams?: boolean; force?: boolean; typecheck: boolean }) => {
+    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean; target?: string; cudaOps?: string; params?: string[]; ema?: boolean; allowUnusedParams?: boolean; force?: boolean; typecheck: boolean; bindings?: boolean }) => {
       const { compileCommand } = await import('./compile.ts');
       await compileCommand(graph, opts);
     });
@@ -98,6 +101,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--max-rejections <m>', 'consecutive non-finite steps before the run stops', '5')
     .option('--device <ep>', 'onnxruntime execution provider: cpu, webgpu, ...', 'cpu')
     .option('--no-progress', 'no progress bar')
+    .option('--bindings', 'also write typed TypeScript bindings DIR/train-step.ts (a step() that carries the optimizer state)')
     .option('--force', 'write into a non-empty folder that holds files unifusion did not write (they are kept)')
     .option('--no-typecheck', 'skip the TypeScript type check of the train file')
     // image datasets (runtime/data): <train-graph> is then a graph file whose preset is a UniFusion config
@@ -145,6 +149,23 @@ export async function main(argv: string[]): Promise<void> {
     .action(async (dir: string, opts: { out: string; taps?: string; dtype?: 'f32' | 'f16' | 'bf16'; force?: boolean }) => {
       const { importHfCommand } = await import('./import-hf.ts');
       await importHfCommand(dir, opts);
+    });
+
+  program
+    .command('serve-web')
+    .description('serve the browser page (examples/web: onnxruntime-web, wasm or WebGPU) for a compiled pipeline on localhost')
+    .option('--pipeline <dir>', "a 'compile' output folder of a denoiser step (default: the built-in tiny DiT step, compiled in memory)")
+    .option('--port <n>', 'port (0: any free one)', '8080')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .addHelpText('after', examples('unifusion serve-web', 'unifusion compile examples/web/tiny-pipeline.ts --out out/web && unifusion serve-web --pipeline out/web --port 0'))
+    .action(async (opts: { pipeline?: string; port: string; host: string }) => {
+      const { serveWebCommand } = await import('./serve-web.ts');
+      const server = await serveWebCommand(opts);
+      await new Promise<void>((resolve) => {
+        const stop = () => void server.close().then(resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
     });
 
   // ---- diffusion: assemble / sample / edit (runtime/pipeline, runtime/sampler)
@@ -224,6 +245,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--system-prompt <text>', 'default VERIFI system prompt')
     .option('--rewrite', 'rewrite prompts by default')
     .option('--force', 'write into a folder that holds files unifusion did not write (they are kept)')
+    .option('--bindings', 'also write typed TypeScript bindings of the DiT, dit/<name>.ts')
     .addHelpText('after', examples('unifusion assemble --vlm out/vlm --dit run/ --vae out/vae --out pipe', 'unifusion assemble --vlm out/vlm --dit run/ --out pipe   # pixel space'))
     .action(async (opts: import('./assemble.ts').AssembleCommandOptions) => {
       const { assembleCommand } = await import('./assemble.ts');

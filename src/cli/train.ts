@@ -10,7 +10,6 @@
 //   params.safetensors                the trained params (and EMA) at the end
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { DType } from '../ir/dtype.ts';
 import type { Tensor } from '../dsl/tensor.ts';
 import { compileTrainStep, type AdamWOptions, type BatchTensorSpec, type CompiledTrainStep } from '../train/step.ts';
@@ -21,6 +20,8 @@ import { asDSLError } from '../dsl/trace.ts';
 import { continueSchedule, parseScheduleRecord, scheduleEnd, scheduleFromRecord, type LrSchedule, type ScheduleRecord } from '../../runtime/schedule.ts';
 import { parseNumberFlag, UsageError } from './errors.ts';
 import { startTypecheck, withTypecheck } from './typecheck.ts';
+import { importUserModule, UserModuleError } from './user-module.ts';
+import { trainStepBindings } from './bindings.ts';
 
 export const TRAIN_DEFINITION = Symbol.for('unifusion.train-definition');
 
@@ -68,12 +69,13 @@ export async function loadTrainFile(file: string): Promise<DefinedTrainStep> {
   const abs = path.resolve(file);
   if (!fs.existsSync(abs)) throw new UsageError(`train file '${file}' does not exist`);
   if (!fs.statSync(abs).isFile()) throw new UsageError(`train file '${file}' is not a file`);
-  // The CLI runs under tsx, so the .ts file is imported as is and shares this DSL instance.
+  // Bundled like a graph file (src/cli/user-module.ts), so it loads in plain Node (the CLI from
+  // dist/) and shares this DSL instance.
   let mod: { default?: unknown };
   try {
-    mod = (await import(pathToFileURL(abs).href)) as { default?: unknown };
+    mod = await importUserModule(abs, 'train file');
   } catch (e) {
-    throw asDSLError(e, path.basename(file));
+    throw e instanceof UserModuleError ? new UsageError(e.message) : asDSLError(e, path.basename(file));
   }
   const def = mod.default as Partial<DefinedTrainStep> | undefined;
   if (!def || typeof def !== 'object' || !(TRAIN_DEFINITION in def)) throw new UsageError(`train file '${file}' must default-export defineTrainStep({...})`);
@@ -100,6 +102,8 @@ export interface TrainCommandOptions {
   force?: boolean;
   /** type-check the train file first (default true) */
   typecheck?: boolean;
+  /** also write typed TypeScript bindings <out>/train-step.ts */
+  bindings?: boolean;
 }
 
 function num(flag: string, v: string | number | undefined, fallback: number | undefined, kind: 'int' | 'posint' | 'float'): number | undefined {
@@ -175,6 +179,7 @@ export async function trainCommand(file: string, opts: TrainCommandOptions): Pro
     // Only now that any checkpoint has been accepted: the graph that the checkpoints belong to.
     await runDir.writeFile('train-step.onnx', encodeModel(compiled.emitted.model));
     await runDir.writeFile('train-spec.json', JSON.stringify(compiled.spec, null, 2) + '\n');
+    if (opts.bindings) await runDir.writeFile('train-step.ts', trainStepBindings(compiled));
     const from = trainer.stepsDone;
     const say = (line: string) => {
       if (!opts.quiet) process.stdout.write(line + '\n');

@@ -17,11 +17,13 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { CODE_ROOT, ENTRY_POINTS, FROM_BUILD, PACKAGE_ROOT } from '../layout.ts';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { displayFile } from '../dsl/site.ts';
 
-const PKG_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// the package root whether this runs from src/ or from dist/ (src/layout.ts)
+const PKG_ROOT = PACKAGE_ROOT;
 const SRC = path.join(PKG_ROOT, 'src');
 /** folders of this package whose files `tsc -p .` checks (and node_modules): never reported here */
 const OWN_DIRS = ['src', 'graphs', 'codegen', 'runtime', 'examples', 'test', 'bench', 'bin', 'node_modules'].map((d) => path.join(PKG_ROOT, d) + path.sep);
@@ -103,7 +105,8 @@ export async function typecheckFile(file: string): Promise<TypecheckResult> {
     // this package's sources import each other with .ts extensions
     allowImportingTsExtensions: true,
     lib: options.lib ?? ['lib.es2022.d.ts'],
-    paths: { ...options.paths, unifusion: [path.join(SRC, 'index.ts')], 'unifusion/dsl': [path.join(SRC, 'dsl', 'index.ts')] },
+    // every entry point: the sources in a checkout, the shipped declarations when installed
+    paths: { ...options.paths, ...Object.fromEntries(Object.entries(ENTRY_POINTS).map(([spec, src]) => [spec, [path.join(CODE_ROOT, FROM_BUILD ? src.replace(/\.ts$/, '.d.ts') : src)]])) },
     typeRoots: [...(options.typeRoots ?? []), path.join(PKG_ROOT, 'node_modules', '@types')],
   };
   if (options.moduleResolution === undefined || options.moduleResolution === ts.ModuleResolutionKind.Classic) options.moduleResolution = ts.ModuleResolutionKind.Bundler;

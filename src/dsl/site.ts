@@ -15,6 +15,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const SRC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const COMPILER_DIRS = ['train', 'autodiff', 'passes', 'cli'].map((d) => path.join(SRC_DIR, d) + path.sep);
+// From the build (dist/src), source-mapped frames name the original <root>/src files.
+const SRC_DIRS = path.basename(path.dirname(SRC_DIR)) === 'dist' ? [SRC_DIR, path.resolve(SRC_DIR, '../../src')] : [SRC_DIR];
 
 /** A file name or file:// URL as a path the user can open from the working directory. */
 export function displayFile(file: string): string {
@@ -28,7 +30,7 @@ export function displayFile(file: string): string {
 function isOurs(file: string): boolean {
   if (file.startsWith('node:') || file.includes('node_modules')) return true;
   const f = file.startsWith('file://') ? fileURLToPath(file) : file;
-  return path.resolve(f).startsWith(SRC_DIR + path.sep);
+  return SRC_DIRS.some((d) => path.resolve(f).startsWith(d + path.sep));
 }
 
 // Source maps of code this package generated and imported (bundled graph files), by file URL:
