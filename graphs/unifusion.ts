@@ -1,5 +1,5 @@
 // UniFusion: a frozen VLM's hidden states condition a latent DiT (the paper:
-// shared/paper/unifusion-paper.txt, §2-4 and App. A). This file holds the config,
+// arXiv 2510.12789, §2-4 and App. A). This file holds the config,
 // the conditioning variants (one switch), the assembled model, and the two ways
 // to put it in a graph:
 //
@@ -378,7 +378,7 @@ export function uniFusionForward(cfg: UniFusionConfig, opts: BuildOptions = {}):
 }
 
 /**
- * Rectified flow (paper §2.2 / ARCHITECTURE.md): x_t = (1 - t) x0 + t eps, the model
+ * Rectified flow (paper §2.2, arXiv 2510.12789): x_t = (1 - t) x0 + t eps, the model
  * predicts the velocity eps - x0; loss = mean((v - (eps - x0))^2). t [B] is sampled
  * host-side (sampleLogitNormal) and fed in.
  */

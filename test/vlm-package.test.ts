@@ -28,6 +28,7 @@ import { dynamicTiles } from '../runtime/tiling.ts';
 import { fromFloat64, numel, type HostTensor } from '../src/io/host.ts';
 import { Rng } from '../src/ir/init.ts';
 import { GEN_FIXTURES, genFixture, io, rowOf } from './helpers/vlm.ts';
+import type { PromptEncoder } from '../runtime/pipeline/condition.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'uf-vlmpkg-'));
 const pkgs = new Map<string, VlmPackage>();
@@ -105,6 +106,9 @@ describe('VlmPackage: VERIFI condition', () => {
     const files = fs.readdirSync(dirs.get('qwen2')!).filter((f) => f !== '.unifusion-output.json').sort();
     expect(files).toEqual(['config.json', 'generation_config.json', 'manifest.json', 'qwen2-encoder.onnx', 'qwen2-generation.onnx', 'qwen2-generation.onnx.data', 'tokenizer.json', 'tokenizer_config.json']);
     const p = pkgs.get('qwen2')!;
+    // the diffusion runtime's encoder interface (runtime/pipeline/condition.ts): checked by tsc
+    const encoder: PromptEncoder = p;
+    expect(typeof encoder.condition).toBe('function');
     expect(p.taps).toEqual([1, 2, 3]);
     expect(p.hidden).toBe(32);
   });

@@ -10,7 +10,9 @@ import type { Attr, LowerCtx } from '../../src/ir/opdef.ts';
 import { opDef } from '../../src/ir/optable.ts';
 import { initValues } from '../../src/ir/init.ts';
 import { fromFloat64, numel, storageBytes, type HostTensor } from '../../src/io/host.ts';
-import { attribute, IR_VERSION, OPSET, valueInfo, type ModelProto, type NodeProto, type TensorProto } from './proto.ts';
+import { attribute, IR_VERSION, OPSET, valueInfo, type FunctionProto, type ModelProto, type NodeProto, type TensorProto } from './proto.ts';
+import type { Target } from '../../src/ir/target.ts';
+import { buildFunction } from './functions.ts';
 
 /**
  * embed: initializers inside the .onnx (limited to 2 GiB by protobuf);
@@ -31,6 +33,10 @@ export interface EmitOptions {
   /** params for which this returns true become graph inputs whatever the weight mode (trainable params of a step graph) */
   paramAsInput?: (p: Node<'param'>) => boolean;
   docString?: string;
+  /** execution provider the fused ops are lowered for (default 'cpu', the runtime's EP) */
+  target?: Target;
+  /** the model's metadata_props (producer, preset, weights mode, ... : see compileGraph) */
+  metadata?: Readonly<Record<string, string>>;
 }
 
 export interface ExternalChunk {
@@ -83,6 +89,10 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
   const memo = new Map<string, string[]>();
   const names = new Map<Node, string>();
   const usedNames = new Set<string>();
+  // non-default operator domains (com.microsoft, ai.unifusion) and model-local functions
+  const domains = new Map<string, number>();
+  const functions = new Map<string, FunctionProto>();
+  const target: Target = opts.target ?? 'cpu';
 
   // Where each symbol's runtime value can be read: the first input dim that is the bare symbol
   // (or c*symbol).
@@ -96,14 +106,39 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
       if (!prev || (prev.coeff !== 1 && c === 1)) symSource.set(mono, { input: inp.params.name, axis, coeff: c });
     });
 
+  // ONNX node names carry the module path of the IR node being lowered ('dit/blocks.3/attn/MatMul_2',
+  // numbered per module and op type, as torch.onnx does), and the doc_string its file:line, so
+  // that an onnxruntime error naming a node can be traced back to the user's code.
+  let lowering: Node | undefined;
+  const perScope = new Map<string, number>();
+  const nodeName = (opType: string): string => {
+    const scope = lowering?.scope ?? '';
+    const key = `${scope}\0${opType}`;
+    const k = perScope.get(key) ?? 0;
+    perScope.set(key, k + 1);
+    return `${scope ? `${scope}/` : ''}${opType}_${k}`;
+  };
+
   const cx: LowerCtx = {
+    target,
     emit(opType, ins, attrs = {}, outputs = 1) {
+      return cx.emitDomain('', OPSET, opType, ins, attrs, outputs);
+    },
+    emitDomain(domain, version, opType, ins, attrs = {}, outputs = 1) {
+      if (domain !== '') importDomain(domain, version);
       const outs = Array.from({ length: outputs }, () => fresh(opType.toLowerCase()));
       const attribute_ = Object.keys(attrs)
         .sort()
         .map((k) => attribute(k, attrs[k] as Attr));
-      nodes.push({ opType, input: [...ins], output: outs, name: `${opType}_${nodes.length}`, attribute: attribute_ });
+      const site = lowering?.site;
+      nodes.push({ opType, ...(domain ? { domain } : {}), input: [...ins], output: outs, name: nodeName(opType), attribute: attribute_, ...(site ? { docString: site } : {}) });
       return outs;
+    },
+    defineFunction(spec, body) {
+      const key = `${spec.domain}|${spec.name}`;
+      if (functions.has(key)) return;
+      importDomain(spec.domain, spec.version);
+      functions.set(key, buildFunction(spec, body, { target, defineFunction: cx.defineFunction, importDomain }));
     },
     emit1(opType, ins, attrs) {
       return cx.emit(opType, ins, attrs, 1)[0]!;
@@ -171,6 +206,12 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
     },
   };
 
+  function importDomain(domain: string, version: number): void {
+    const prev = domains.get(domain);
+    if (prev !== undefined && prev !== version) throw new OpError(`graph '${graph.name}': operator domain '${domain}' used at versions ${prev} and ${version}`);
+    domains.set(domain, version);
+  }
+
   function lowerAtom(atom: string): string {
     return cx.memo(`atom|${atom}`, () => {
       if (atom.startsWith('(')) {
@@ -208,8 +249,10 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
   for (const n of graph.nodes()) {
     if (n.is('param') && usedNames.has(n.params.name)) throw new OpError(`graph '${graph.name}': parameter name '${n.params.name}' clashes with another input or parameter`);
     if (n.is('param')) usedNames.add(n.params.name);
+    lowering = n;
     names.set(n, opDef(n.op).lower(cx, n.params as never, n.inputs.map((i) => names.get(i)!), n as never));
   }
+  lowering = undefined;
 
   // Name graph outputs: rename the producing node's output where that is safe, else Identity.
   const produced = new Map<string, NodeProto>();
@@ -221,7 +264,7 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
     if (producer && !renamed.has(v) && !usedNames.has(o.name)) {
       renamed.set(v, o.name);
     } else if (v !== o.name) {
-      nodes.push({ opType: 'Identity', input: [renamed.get(v) ?? v], output: [o.name], name: `Identity_${nodes.length}` });
+      nodes.push({ opType: 'Identity', input: [renamed.get(v) ?? v], output: [o.name], name: nodeName('Identity') });
     }
     usedNames.add(o.name);
     return valueInfo(o.name, o.node.dtype, o.node.shape);
@@ -234,11 +277,26 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
 
   const model: ModelProto = {
     irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: OPSET }, ...[...domains].map(([domain, version]) => ({ domain, version }))],
     producerName: 'unifusion',
     producerVersion: '0.1.0',
     docString: opts.docString ?? '',
     graph: { name: graph.name, node: nodes, input: inputs, output: outputs, initializer: initializers },
+    ...(functions.size ? { functions: [...functions.values()] } : {}),
+    ...(opts.metadata ? { metadataProps: Object.entries(opts.metadata).map(([key, value]) => ({ key, value })) } : {}),
   };
   return { model, external, externalFile, externalBytes };
+}
+
+/** The model's metadata_props as a record. */
+export function modelMetadata(model: ModelProto): Record<string, string> {
+  return Object.fromEntries((model.metadataProps ?? []).map((e) => [e.key ?? '', e.value ?? '']));
+}
+
+/** Set (or add) one metadata_props entry: e.g. import-hf marks a skeleton-emitted model whose data it filled. */
+export function setModelMetadata(model: ModelProto, key: string, value: string): void {
+  const props = (model.metadataProps ??= []);
+  const e = props.find((p) => p.key === key);
+  if (e) e.value = value;
+  else props.push({ key, value });
 }

@@ -27,8 +27,8 @@ import { causalLMConfigFromHF, type CausalLMConfig } from '../../graphs/vlm/gene
 import { tokensPerTile } from '../../graphs/vlm/internvl.ts';
 import type { HostTensor } from '../../src/io/host.ts';
 import { Session } from '../session.ts';
-import { dynamicTiles } from '../tiling.ts';
-import { decodeImage, type DecodedImage } from '../images/decode.ts';
+import { dynamicTiles, type RgbImage } from '../tiling.ts';
+import { decodeImage } from '../images/decode.ts';
 import { assembleCondition, DEFAULT_SYSTEM_PROMPT, type ConditionRow } from './condition.ts';
 import { generate, type FinishReason, type RowResult } from './generate.ts';
 import { buildPrompt, internvlImageTokens, type ImageTokenSpec, type Prompt } from './prompt.ts';
@@ -50,8 +50,8 @@ export interface LoadOptions {
 
 export interface Request {
   prompt: string;
-  /** image files or decoded images, in prompt order (InternVL) */
-  images?: (string | DecodedImage)[];
+  /** image files, or decoded 8-bit RGB images ({ width, height, data }), in prompt order (InternVL) */
+  images?: (string | RgbImage)[];
 }
 
 export interface GenerationSettings {
@@ -172,7 +172,7 @@ export class VlmPackage {
   }
 
   /** Image tokens of one image and its pixel_values tiles. */
-  private async tiles(img: string | DecodedImage): Promise<HostTensor<'f32'>> {
+  private async tiles(img: string | RgbImage): Promise<HostTensor<'f32'>> {
     const decoded = typeof img === 'string' ? await decodeImage(img) : img;
     const iv = this.config.internvl!;
     return dynamicTiles(decoded, { size: iv.vision.imageSize, ...this.tiling }).pixelValues;

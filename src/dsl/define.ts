@@ -16,7 +16,10 @@ export interface GraphDefinition<C> {
 
 export const GRAPH_DEFINITION = Symbol.for('unifusion.graph-definition');
 
-export function defineGraph<C>(def: GraphDefinition<C>): GraphDefinition<C> & { [GRAPH_DEFINITION]: true; trace(preset?: string): Graph } {
+/** What defineGraph returns. Named (and exported) so that declaration files of graph modules can say it. */
+export type DefinedGraph<C> = GraphDefinition<C> & { [GRAPH_DEFINITION]: true; trace(preset?: string): Graph };
+
+export function defineGraph<C>(def: GraphDefinition<C>): DefinedGraph<C> {
   return Object.assign(def, {
     [GRAPH_DEFINITION]: true as const,
     trace(preset?: string): Graph {
