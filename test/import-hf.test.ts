@@ -671,7 +671,7 @@ describe('unifusion import-hf (the CLI, in a child process)', () => {
     const m = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
     expect(m.taps).toBe('every:3');
     expect(m.ignoredTensors).toBe(1);
-    expect(fs.readdirSync(out).sort()).toEqual(['config.json', 'manifest.json', 'qwen2-encoder.onnx', 'qwen2-generation.onnx', 'qwen2-generation.onnx.data']);
+    expect(fs.readdirSync(out).sort()).toEqual(['.unifusion-output.json', 'config.json', 'manifest.json', 'qwen2-encoder.onnx', 'qwen2-generation.onnx', 'qwen2-generation.onnx.data']);
   });
 
   it('an unknown architecture: exit 1, one line naming config.json and the supported families, nothing written', async () => {
