@@ -20,8 +20,9 @@ import type { DenoiseStepResult } from './denoise-step.ts';
 import type { SampleBenchResult } from './sample.ts';
 import type { FusionDitResult } from './fusion-dit.ts';
 import type { AttentionMemoryResult } from './fusion-attention-memory.ts';
+import type { DecodeBenchResult } from './decode.ts';
 
-const ALL = ['compile-stack', 'compile-vs-torch', 'block-forward', 'compile-unifusion', 'train-step', 'denoise-step', 'sample', 'fusion-dit', 'fusion-attention-memory'] as const;
+const ALL = ['compile-stack', 'compile-vs-torch', 'block-forward', 'compile-unifusion', 'train-step', 'denoise-step', 'sample', 'fusion-dit', 'fusion-attention-memory', 'decode'] as const;
 type Name = (typeof ALL)[number];
 
 function arg(name: string): string | undefined {
@@ -38,7 +39,7 @@ if (!process.argv.includes('--no-setup') && only.some((n) => n !== 'compile-stac
   if (r.status !== 0) throw new Error(`bench/setup.sh failed (exit ${r.status})`);
 }
 
-const results: Partial<{ 'compile-stack': CompileStackResult; 'compile-vs-torch': CompileVsTorchResult; 'block-forward': BlockForwardResult; 'compile-unifusion': CompileUniFusionResult; 'train-step': TrainStepResult; 'denoise-step': DenoiseStepResult; sample: SampleBenchResult; 'fusion-dit': FusionDitResult; 'fusion-attention-memory': AttentionMemoryResult }> = {};
+const results: Partial<{ 'compile-stack': CompileStackResult; 'compile-vs-torch': CompileVsTorchResult; 'block-forward': BlockForwardResult; 'compile-unifusion': CompileUniFusionResult; 'train-step': TrainStepResult; 'denoise-step': DenoiseStepResult; sample: SampleBenchResult; 'fusion-dit': FusionDitResult; 'fusion-attention-memory': AttentionMemoryResult; decode: DecodeBenchResult }> = {};
 for (const name of only as Name[]) {
   process.stderr.write(`bench: running ${name} ...\n`);
   const t0 = performance.now();
@@ -159,6 +160,24 @@ if (fd) {
 }
 const am = results['fusion-attention-memory'];
 if (am) rows.push([`peak RSS above baseline of one attention core at ${am.config.seq} tokens (${am.config.heads} heads x ${am.config.head_dim}), fused (cpu: MultiHeadAttention) vs unfused`, `${am.variants.cpu.peak_over_baseline_mib} MiB`, `${am.variants.unfused.peak_over_baseline_mib} MiB`, `${am.memory_ratio_cpu}x less`, '— (report)', '—']);
+const dec = results.decode;
+if (dec) {
+  const c = dec.config;
+  for (const [th, batches] of Object.entries(dec.threads))
+    for (const [B, r] of Object.entries(batches)) {
+      const ours = r.ours_reuse.decode_tok_s >= r.ours_preallocate.decode_tok_s ? r.ours_reuse : r.ours_preallocate;
+      rows.push([
+        `greedy decode tokens/s, batch ${B}, ${th} thread(s): Qwen2 ${c.layers} x ${c.hidden} (${c.heads}/${c.kvHeads} heads, vocab ${c.vocab}, ${(c.params / 1e6).toFixed(1)} M params), ${c.prompt}-token prompt, ${c.newTokens} new tokens, CPU fp32 (tokens equal: ${dec.tokens_equal[B] ? 'yes' : 'NO'})`,
+        `${ours.decode_tok_s} tok/s`,
+        `${r.torch.decode_tok_s} tok/s (transformers generate, eager)`,
+        `${r.decode_ratio.toFixed(2)}`,
+        `≥ ${dec.goal_decode_ratio}`,
+        yes(r.decode_ratio >= dec.goal_decode_ratio),
+      ]);
+      rows.push([`prefill tokens/s, batch ${B}, ${th} thread(s)`, `${ours.prefill_tok_s} tok/s`, `${r.torch.prefill_tok_s} tok/s`, `${r.prefill_ratio.toFixed(2)}`, '— (report)', '—']);
+    }
+  rows.push([`KV-cache bytes per token (fp32, all layers)`, `${dec.kv_cache_bytes_per_token} B`, '—', '—', '— (report)', '—']);
+}
 const table = [
   '| metric | ours | peer | ratio | goal | met? |',
   '|---|---|---|---|---|---|',

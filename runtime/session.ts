@@ -184,6 +184,31 @@ export class Session {
     return out;
   }
 
+  /**
+   * For hot loops (a decoder's KV cache): run on onnxruntime tensors and return them as
+   * onnxruntime gives them, so an output can be fed back as the next run's input without
+   * conversion. `fetches` maps each wanted output to null (onnxruntime allocates) or to a
+   * pre-allocated tensor of the output's exact shape that onnxruntime writes into. No feed checks
+   * beyond onnxruntime's own: callers own the shapes.
+   */
+  async runOrt(feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null>): Promise<Record<string, ort.Tensor>> {
+    const s = this.ort;
+    if (s === undefined) throw new SessionError(`session for '${this.source}' has been released`);
+    let results: ort.InferenceSession.ReturnType;
+    try {
+      results = await s.run(feeds, fetches as ort.InferenceSession.FetchesType);
+    } catch (e) {
+      throw new SessionError(`onnxruntime failed running '${this.source}': ${errorMessage(e)}`);
+    }
+    const out: Record<string, ort.Tensor> = {};
+    for (const name of Object.keys(fetches)) {
+      const v = results[name];
+      if (!(v instanceof ort.Tensor)) throw new SessionError(`output '${name}' is not a tensor`);
+      out[name] = v;
+    }
+    return out;
+  }
+
   /** Free the native session. Idempotent; run() afterwards throws. */
   async release(): Promise<void> {
     const s = this.ort;

@@ -662,13 +662,16 @@ describe('unifusion import-hf (the CLI, in a child process)', () => {
     const r = await cli(ck, '--out', out);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/imported .*ckpt \(qwen2\) -> .*out in [\d.]+ s\n  qwen2-encoder\.onnx \+ qwen2-encoder\.onnx\.data: /);
+    // the encoder reads its weights from the generation graph's data file (one copy of the weights)
+    expect(r.stdout).toMatch(/imported .*ckpt \(qwen2\) -> .*out in [\d.]+ s\n  qwen2-encoder\.onnx \+ qwen2-generation\.onnx\.data: /);
     expect(r.stdout).toMatch(/outputs: hidden_states\.3 f32\[batch, seq, 32\]; text_mask bool\[batch, seq\]; pad_mask bool\[batch, seq\]/);
-    // layer 3 (0-based, 12 tensors) and the final norm are not needed for hidden_states[3]; lm_head is unused
-    expect(r.stdout).toMatch(/ignored 14 checkpoint tensor\(s\) the graph does not use \(e\.g\. lm_head\.weight/);
+    expect(r.stdout).toMatch(/qwen2-generation\.onnx \+ qwen2-generation\.onnx\.data: .*\n.*inputs:  input_ids i64\[batch, seq\]; attention_mask i64\[batch, past\+seq\]/);
+    // every layer is used by the generation graph; the config ties the head to the embeddings, so lm_head is unused
+    expect(r.stdout).toMatch(/ignored 1 checkpoint tensor\(s\) the graph does not use \(e\.g\. lm_head\.weight/);
     const m = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
     expect(m.taps).toBe('every:3');
-    expect(m.ignoredTensors).toBe(14);
+    expect(m.ignoredTensors).toBe(1);
+    expect(fs.readdirSync(out).sort()).toEqual(['.unifusion-output.json', 'config.json', 'manifest.json', 'qwen2-encoder.onnx', 'qwen2-generation.onnx', 'qwen2-generation.onnx.data']);
   });
 
   it('an unknown architecture: exit 1, one line naming config.json and the supported families, nothing written', async () => {

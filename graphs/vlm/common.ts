@@ -15,7 +15,7 @@
 //   hidden_states[L]      = the output of the last layer AFTER the final norm
 //                           (transformers replaces the raw last-layer output with
 //                           last_hidden_state), L = num_hidden_layers.
-import { isStatic, type Dim } from '../../src/ir/dims.ts';
+import { dimSub, isStatic, type Dim } from '../../src/ir/dims.ts';
 import type { DType } from '../../src/ir/dtype.ts';
 import { concat, constant, Embedding, gelu, headMerge, headSplit, Linear, lowest, Module, range, silu, type GraphDefinition, type Param, type Tensor } from '../../src/dsl/index.ts';
 import type { Graph } from '../../src/ir/graph.ts';
@@ -480,15 +480,20 @@ export class DecoderAttention extends Module {
       this.k_norm = new HFRMSNorm(headDim, cfg.eps, cfg.norm, dtype);
     }
   }
-  /** kv: receives this layer's keys (after q/k norm and RoPE) and values, [B, KV, S, head_dim] */
-  forward(x: Tensor, rot: RotaryTables, keep: Tensor, kv?: LayerKV[]): Tensor {
+  /**
+   * kv: receives this layer's keys (after q/k norm and RoPE) and values, [B, KV, S, head_dim]
+   * (with `past`: the cache's keys/values followed by this chunk's, [B, KV, P + S, head_dim]).
+   * past: the KV cache of the tokens before this chunk (generation); keep is then [.., S, P + S].
+   */
+  forward(x: Tensor, rot: RotaryTables, keep: Tensor, kv?: LayerKV[], past?: LayerKV): Tensor {
     const { heads, kvHeads, headDim } = this.cfg;
     let q = headSplit(this.q_proj.forward(x), heads, headDim);
     let k = headSplit(this.k_proj.forward(x), kvHeads, headDim);
-    const v = headSplit(this.v_proj.forward(x), kvHeads, headDim);
+    let v = headSplit(this.v_proj.forward(x), kvHeads, headDim);
     if (this.q_norm && this.k_norm) (q = this.q_norm.forward(q)), (k = this.k_norm.forward(k));
     q = applyRotary(q, rot);
     k = applyRotary(k, rot);
+    if (past) (k = concat([past.key, k], 2)), (v = concat([past.value, v], 2));
     kv?.push({ key: k, value: v });
     return this.o_proj.forward(headMerge(attend(q, k, v, keep, this.cfg.attnScale)));
   }
@@ -513,8 +518,8 @@ export class DecoderLayer extends Module {
     }
     this.mlp = new DecoderMLP(cfg, dtype);
   }
-  forward(x: Tensor, rot: RotaryTables, keep: Tensor, kv?: LayerKV[]): Tensor {
-    const a = this.self_attn.forward(this.input_layernorm.forward(x), rot, keep, kv);
+  forward(x: Tensor, rot: RotaryTables, keep: Tensor, kv?: LayerKV[], past?: LayerKV): Tensor {
+    const a = this.self_attn.forward(this.input_layernorm.forward(x), rot, keep, kv, past);
     if (!this.cfg.sandwich) {
       const h = x.add(a);
       return h.add(this.mlp.forward(this.post_attention_layernorm.forward(h)));
@@ -598,6 +603,89 @@ export class DecoderLM extends Module {
     if (this.norm) emit(L, this.norm.forward(h));
     return out;
   }
+
+  /**
+   * Run a chunk of tokens after a KV cache (generation; P = 0 at prefill). Needs every layer and
+   * the final norm (build with L among the taps). Returns the chunk's taps, the final norm's
+   * output and the grown cache.
+   */
+  step(embeds: Tensor, call: DecoderStepCall): DecoderStepOutput {
+    const L = this.cfg.layers;
+    if (this.layers.length !== L || !this.norm) throw new EncoderConfigError(`${this.cfg.modelType}: generation needs all ${L} layers and the final norm (build the DecoderLM with tap ${L})`);
+    if (call.past.length !== L) throw new EncoderConfigError(`${this.cfg.modelType}: ${call.past.length} past key/value pairs for ${L} layers`);
+    for (const t of call.taps) if (!Number.isInteger(t) || t < 0 || t > L) throw new EncoderConfigError(`${this.cfg.modelType}: tap ${t} is outside hidden_states 0..${L}`);
+    const want = new Set(call.taps);
+    const hidden: Record<string, Tensor> = {};
+    const emit = (i: number, t: Tensor) => (hidden[`hidden_states.${i}`] = t.cast('f32'));
+    let h = embeds;
+    if (want.has(0)) emit(0, h);
+    const masks = cachedAttentionMasks(call.attentionMask, embeds.dim(1), this.cfg);
+    const tables = new Map<LayerKind, RotaryTables>();
+    const rot = (kind: LayerKind) => {
+      let t = tables.get(kind);
+      if (!t) tables.set(kind, (t = rotaryTables(call.positions, this.cfg.rope[kind], h.dtype)));
+      return t;
+    };
+    const present: LayerKV[] = [];
+    this.layers.forEach((layer, i) => {
+      const kind = this.cfg.layerTypes[i]!;
+      h = layer.forward(h, rot(kind), masks(kind), present, call.past[i]);
+      if (i + 1 < L && want.has(i + 1)) emit(i + 1, h);
+    });
+    const last = this.norm.forward(h);
+    if (want.has(L)) emit(L, last);
+    return { hidden, last, present };
+  }
+}
+
+/** A chunk of tokens run after `past` (generation: the prompt at P = 0, then one token per step). */
+export interface DecoderStepCall {
+  /** i64 or bool [B, P + S]: every cached token, then this chunk's; non-zero = token, 0 = padding */
+  attentionMask: Tensor;
+  /** [B, S] or (M-RoPE) [3, B, S] position ids of this chunk */
+  positions: Tensor;
+  /** one entry per decoder layer: keys (after q/k norm and RoPE) and values [B, KV, P, head_dim] */
+  past: readonly LayerKV[];
+  /** hidden_states indices to return for this chunk's tokens */
+  taps: readonly number[];
+}
+
+export interface DecoderStepOutput {
+  /** fp32 hidden_states.<i> [B, S, hidden] for the requested taps */
+  hidden: Record<string, Tensor>;
+  /** the final norm's output [B, S, hidden] in the model dtype (the LM head's input) */
+  last: Tensor;
+  /** per layer: past followed by this chunk, [B, KV, P + S, head_dim] */
+  present: LayerKV[];
+}
+
+/**
+ * Attention masks for a chunk of S queries after P cached keys (bool [B, 1, S, P + S]), as
+ * transformers builds them with a cache: query s sits at cache slot P + s and sees slot j when
+ * j <= P + s and attention_mask[j] != 0, on sliding layers also when (P + s) - j < window. Slots,
+ * not position ids, as in transformers: with left padding they differ by a per-row constant.
+ */
+export function cachedAttentionMasks(attentionMask: Tensor, S: Dim, cfg: DecoderConfig): (kind: LayerKind) => Tensor {
+  if (cfg.bidirectional) throw new EncoderConfigError(`${cfg.modelType}: a bidirectional model (use_bidirectional_attention) cannot generate`);
+  const T = attentionMask.dim(1);
+  const memo = new Map<LayerKind, Tensor>();
+  return (kind) => {
+    let m = memo.get(kind);
+    if (m) return m;
+    const keys = keyMask(attentionMask).reshape(attentionMask.dim(0), 1, 1, T);
+    const slots = range(T);
+    const qi = slots.split(0, [dimSub(T, S), S])[1]!.unsqueeze(-1); // [S, 1]: P .. P + S - 1
+    const kj = slots.unsqueeze(0); // [1, T]
+    m = qi.ge(kj);
+    if (kind === 'sliding') {
+      const W = cfg.slidingWindow;
+      if (W === undefined) throw new EncoderConfigError(`${cfg.modelType}: sliding layers without a sliding_window`);
+      m = m.and(qi.sub(kj).lt(W));
+    }
+    m = m.and(keys);
+    memo.set(kind, m);
+    return m;
+  };
 }
 
 /**

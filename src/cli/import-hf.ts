@@ -20,6 +20,7 @@ import { importDiffusersVae, type VaeManifest } from '../io/diffusers.ts';
 import { buildEncoder, ENCODER_FAMILIES } from '../../graphs/vlm/index.ts';
 import { internvlEncoderFromHF } from '../../graphs/vlm/internvl.ts';
 import { t5EncoderFromHF } from '../../graphs/vlm/t5.ts';
+import { copyPackageFiles, shareExternalData, vlmGraphs } from './import-vlm.ts';
 
 /** One graph to write, with the checkpoint its weights come from. */
 export interface ImportGraph {
@@ -55,6 +56,8 @@ export interface ImportFamily {
   importInto?(src: string, stage: string, opts: BuildOptions): Promise<{ models: ImportedModel[]; ignored?: string[] }>;
   /** checkpoint file basename (default 'model') */
   weightsBasename?: string;
+  /** also write the VLM package parts (generation graph, vision graph, tokenizer files): import-vlm.ts */
+  vlm?: boolean;
 }
 
 export interface ImportOptions {
@@ -85,6 +88,8 @@ export interface ImportResult {
   ignored: string[];
   /** tensors converted, by "from->to" */
   conversions: Record<string, number>;
+  /** the VLM package parts (decoder LLMs and InternVL): see import-vlm.ts */
+  vlm?: { generation?: ImportedModel; vision?: ImportedModel; files: string[]; skipped?: string };
 }
 
 /** Without --taps: every third layer, as the paper taps its VLM. */
@@ -96,6 +101,7 @@ const hasKey = (o: object, k: unknown): k is string => typeof k === 'string' && 
 const decoderFamily: ImportFamily = {
   label: `${Object.keys(ENCODER_FAMILIES).join(', ')} (decoder LLMs)`,
   matches: (c) => hasKey(ENCODER_FAMILIES, c.model_type),
+  vlm: true,
   build(c, o) {
     const enc = buildEncoder(c, o.taps ?? DEFAULT_TAPS, { dtype: o.dtype });
     return [{ graph: enc.trace(), checkpointPrefixes: enc.hubPrefixes }];
@@ -106,6 +112,7 @@ const decoderFamily: ImportFamily = {
 const internvlFamily: ImportFamily = {
   label: 'internvl (InternVL3 text+image)',
   matches: (c) => c.model_type === 'internvl',
+  vlm: true,
   build(c, o) {
     const enc = internvlEncoderFromHF(c, o.taps ?? DEFAULT_TAPS, { dtype: o.dtype });
     return [{ graph: enc.trace(), checkpointNames: enc.checkpointNames }];
@@ -200,31 +207,45 @@ export async function importHf(src: string, opts: ImportOptions): Promise<Import
     if (buildOpts.taps !== 'last') checkDeclaredLayers(await family.build(config, { ...buildOpts, taps: 'last' }), graphs, ckpt, path.join(src, 'config.json'));
     // Compile and plan every graph before writing anything.
     const planned = graphs.map((g) => plan(g, ckpt));
+    // VLM package: generation (+ vision) graphs, which own the weights the encoder then shares
+    const vlm = family.vlm ? vlmGraphs(config, { taps: opts.taps ?? DEFAULT_TAPS, dtype: opts.dtype }, ckpt) : undefined;
+    const vlmGraphList = vlm && 'generation' in vlm ? [vlm.generation, ...(vlm.vision ? [vlm.vision] : [])] : [];
+    const vlmPlanned = vlmGraphList.map((g) => plan(g, ckpt));
+    for (const p of planned) shareExternalData(p, vlmPlanned);
     const used = new Set<string>();
-    for (const p of planned) for (const c of p.weights.source.values()) used.add(c);
+    for (const p of [...planned, ...vlmPlanned]) for (const c of p.weights.source.values()) used.add(c);
     const ignored = ckpt.names().filter((n) => !used.has(n));
     const conversions: Record<string, number> = {};
-    for (const p of planned)
+    const counted = new Set<string>(); // a tensor two graphs share is converted once
+    for (const p of [...planned, ...vlmPlanned])
       for (const n of p.compiled.graph.params()) {
-        const key = `${ckpt.info(p.weights.source.get(n.params.name)!).dtype}->${n.dtype}`;
+        const src = p.weights.source.get(n.params.name)!;
+        const key = `${ckpt.info(src).dtype}->${n.dtype}`;
+        if (counted.has(`${src}|${n.dtype}`)) continue;
+        counted.add(`${src}|${n.dtype}`);
         if (!key.startsWith(`${n.dtype}->`)) conversions[key] = (conversions[key] ?? 0) + 1;
       }
 
     const models: ImportedModel[] = [];
+    const vlmModels: ImportedModel[] = [];
+    let packageFiles: string[] = [];
     await writeOutputDir(target, async (tmp) => {
-      for (const p of planned) {
+      // the VLM graphs first: they own the data files the encoder graph points into
+      for (const p of [...vlmPlanned, ...planned]) {
         const name = p.compiled.graph.name;
         const params = new Map(p.compiled.graph.params().map((n) => [n.params.name, n.params]));
         // emitted as a skeleton, filled with the checkpoint's weights here: a complete model
         setModelMetadata(p.compiled.emitted.model, 'weights', 'external');
         setModelMetadata(p.compiled.emitted.model, 'source', path.resolve(src));
-        log(`writing ${name}.onnx: ${p.compiled.emitted.external.length} external tensors, ${fmtBytes(p.compiled.emitted.externalBytes)}`);
+        const shared = p.compiled.emitted.external.length === 0 && p.compiled.manifest.externalData;
+        log(shared ? `writing ${name}.onnx (its weights are in ${shared})` : `writing ${name}.onnx: ${p.compiled.emitted.external.length} external tensors, ${fmtBytes(p.compiled.emitted.externalBytes)}`);
         const w = await writeModelStreaming(tmp, name, p.compiled.emitted, (chunk, write) => {
           ckpt.stream(p.weights.source.get(chunk.name)!, params.get(chunk.name)!.dtype, write);
         });
         const manifest: Manifest = { ...p.compiled.manifest, weights: 'external', metadata: { ...p.compiled.manifest.metadata, weights: 'external', source: path.resolve(src) } };
-        models.push({ onnx: path.basename(w.onnxPath), externalData: w.dataPath && path.basename(w.dataPath), manifest });
+        (vlmPlanned.includes(p) ? vlmModels : models).push({ onnx: path.basename(w.onnxPath), externalData: (w.dataPath && path.basename(w.dataPath)) ?? manifest.externalData, manifest });
       }
+      if (family.vlm) packageFiles = copyPackageFiles(src, tmp);
       const record = {
         format: 'unifusion-import',
         source: path.resolve(src),
@@ -236,10 +257,13 @@ export async function importHf(src: string, opts: ImportOptions): Promise<Import
         ignoredTensors: ignored.length,
         conversions,
         models: models.map((m) => m.manifest),
+        ...(family.vlm ? { vlm: { generation: vlmModels[0]?.manifest, vision: vlmModels[1]?.manifest, files: packageFiles, skipped: vlm && !('generation' in vlm) ? vlm.skipped : undefined } } : {}),
       };
       fs.writeFileSync(path.join(tmp, 'manifest.json'), JSON.stringify(record, null, 2) + '\n');
     });
-    return { out, family: family.label, modelType: modelTypeOf(config), models, ignored, conversions };
+    const vlmResult = family.vlm ? { generation: vlmModels[0], vision: vlmModels[1], files: packageFiles, skipped: vlm && !('generation' in vlm) ? vlm.skipped : undefined } : undefined;
+    if (vlmResult?.skipped) log(vlmResult.skipped);
+    return { out, family: family.label, modelType: modelTypeOf(config), models, ignored, conversions, ...(vlmResult ? { vlm: vlmResult } : {}) };
   } finally {
     ckptRef.c?.close();
   }
@@ -401,7 +425,7 @@ export async function importHfCommand(src: string, opts: ImportCommandOptions): 
   const r = await importHf(src, { out: opts.out, taps: opts.taps, dtype: opts.dtype, force: opts.force, log: say });
   const rel = displayPath;
   const lines = [`imported ${rel(src)} (${r.modelType}) -> ${rel(r.out)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`];
-  for (const m of r.models) {
+  for (const m of [...r.models, ...(r.vlm?.generation ? [r.vlm.generation] : []), ...(r.vlm?.vision ? [r.vlm.vision] : [])]) {
     const mf = m.manifest;
     lines.push(
       `  ${m.onnx}${m.externalData ? ` + ${m.externalData}` : ''}: ${mf.paramCount.toLocaleString('en-US')} params in ${mf.params.length} tensors`,
@@ -409,6 +433,7 @@ export async function importHfCommand(src: string, opts: ImportCommandOptions): 
       `    outputs: ${mf.outputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(', ')}]`).join('; ')}`,
     );
   }
+  if (r.vlm?.files.length) lines.push(`  package files: ${r.vlm.files.join(', ')}`);
   const conv = Object.entries(r.conversions).map(([k, n]) => `${n} ${k}`);
   if (conv.length) lines.push(`  converted: ${conv.join(', ')}`);
   if (r.ignored.length) lines.push(`  ignored ${r.ignored.length} checkpoint tensor(s) the graph does not use (e.g. ${r.ignored.slice(0, 3).join(', ')})`);

@@ -252,6 +252,62 @@ export async function main(argv: string[]): Promise<void> {
       await assembleCommand(opts);
     });
 
+  program
+    .command('rewrite')
+    .description("VERIFI's rewrite: the VLM package (import-hf output) rewrites the prompt (printed as it is generated); --out writes the UniFusion condition as safetensors")
+    .argument('<prompt>', 'the prompt')
+    .requiredOption('--model <dir>', 'VLM package folder (unifusion import-hf output)')
+    .option('--image <file...>', 'image(s) in the prompt (PNG / JPEG / WebP), in order')
+    .option('--system-prompt <text>', "the rewriting system prompt (default: unifusion's own)")
+    .option('--max-new-tokens <n>', 'most tokens to generate')
+    .option('--temperature <t>', 'sampling temperature (0: greedy)')
+    .option('--top-p <p>', 'nucleus sampling mass, (0, 1]')
+    .option('--top-k <k>', 'keep the k most likely tokens (0: off)')
+    .option('--seed <n>', 'sampling seed')
+    .option('--no-rewrite', "condition on the prompt's own tokens (template prefix/suffix dropped) instead of generating")
+    .option('--keep-template', 'with --no-rewrite: keep the chat template tokens in the condition')
+    .option('--truncate', 'cut a prompt longer than the context instead of refusing it')
+    .option('--template-var <key=value...>', 'chat template variable(s), e.g. enable_thinking=false (values are JSON, else strings)')
+    .option('--out <file>', 'write the condition (hidden_states.<i>, condition_mask) as safetensors')
+    .option('--force', 'replace an existing --out file')
+    .option('--device <ep>', 'onnxruntime execution provider', 'cpu')
+    .option('--threads <n>', 'onnxruntime intra-op threads')
+    .addHelpText('after', examples('unifusion rewrite --model out/internvl3 "a red circle on a blue square" --seed 1', 'unifusion rewrite --model out/internvl3 "make the circle green" --image in.png --out cond.safetensors', 'unifusion rewrite --model out/qwen3 "a cat" --no-rewrite --template-var enable_thinking=false --out cond.safetensors'))
+    .action(async (prompt: string, opts: import('./rewrite.ts').RewriteCommandOptions) => {
+      const { rewriteCommand } = await import('./rewrite.ts');
+      await rewriteCommand(prompt, opts);
+    });
+
+  program
+    .command('encode')
+    .description('run the frozen VLM once over a dataset (JSONL of captions / instructions + images) and write the condition tensors as sharded safetensors with an index (the training feature cache)')
+    .requiredOption('--model <dir>', 'VLM package folder (unifusion import-hf output)')
+    .requiredOption('--dataset <path>', 'a .jsonl file or a folder of them')
+    .requiredOption('--out <dir>', 'output folder (shards + index.json)')
+    .option('--rewrite', 'condition on VERIFI rewrites (default)')
+    .option('--no-rewrite', "condition on each caption's own tokens")
+    .option('--system-prompt <text>', 'the rewriting system prompt')
+    .option('--max-new-tokens <n>', 'most tokens per rewrite')
+    .option('--temperature <t>', 'sampling temperature (0: greedy)')
+    .option('--top-p <p>', 'nucleus sampling mass, (0, 1]')
+    .option('--top-k <k>', 'keep the k most likely tokens (0: off)')
+    .option('--seed <n>', 'base seed (record k samples with seed + k)')
+    .option('--batch-size <n>', 'prompts per VLM batch', '8')
+    .option('--shard-records <n>', 'records per shard at most', '256')
+    .option('--keep-template', 'without rewrite: keep the chat template tokens in the condition')
+    .option('--truncate', 'cut prompts longer than the context instead of failing')
+    .option('--template-var <key=value...>', 'chat template variable(s) (values are JSON, else strings)')
+    .option('--resume', 'continue an interrupted encode in --out')
+    .option('--force', 'write into a folder holding files unifusion did not write (they are kept)')
+    .option('--device <ep>', 'onnxruntime execution provider', 'cpu')
+    .option('--threads <n>', 'onnxruntime intra-op threads')
+    .option('--no-progress', 'no progress bar')
+    .addHelpText('after', examples('unifusion encode --model out/internvl3 --dataset data/captions.jsonl --out cache', 'unifusion encode --model out/internvl3 --dataset data/ --out cache --no-rewrite --batch-size 16', 'unifusion encode --model out/internvl3 --dataset data/ --out cache --resume'))
+    .action(async (opts: import('./encode.ts').EncodeCommandOptions) => {
+      const { encodeCommand } = await import('./encode.ts');
+      await encodeCommand(opts);
+    });
+
   try {
     await program.parseAsync(argv);
   } catch (e) {
