@@ -7,17 +7,19 @@
 // then examples/shapes/save-vlm.ts writes the Hugging Face folder from the run's params.
 import { defineTrainStep } from '../../src/cli/train.ts';
 import { shuffledBatches } from '../../runtime/trainer.ts';
-import { vlmRows } from '../../runtime/shapes/data.ts';
+import { VLM_MIX, vlmRows } from '../../runtime/shapes/data.ts';
 import { encodeRow, maskedCrossEntropy, SEQ, ShapesVLM, vlmBatch, vlmConfigJson } from './vlm.ts';
 import { SIZE } from '../../runtime/shapes/world.ts';
 
 export const BATCH = Number(process.env.SHAPES_VLM_BATCH ?? 32);
 export const ROWS = Number(process.env.SHAPES_VLM_ROWS ?? 20000);
-export const DATA_SEED = 11;
+export const DATA_SEED = Number(process.env.SHAPES_VLM_DATA_SEED ?? 11);
+/** task shares (JSON, e.g. '{"rewrite":0.4}' over the defaults) */
+export const MIX = { ...VLM_MIX, ...JSON.parse(process.env.SHAPES_VLM_MIX ?? '{}') };
 
 const config = vlmConfigJson();
 const model = new ShapesVLM(config);
-const rows = vlmRows(ROWS, DATA_SEED).map(encodeRow);
+const rows = vlmRows(ROWS, DATA_SEED, MIX).map(encodeRow);
 
 export default defineTrainStep({
   name: 'shapes_vlm_pretrain',

@@ -77,9 +77,9 @@ export async function evaluateVlm(dir: string, perTask = 50, seed = 99): Promise
       const got: string[] = [];
       for (let i = 0; i < rows.length; i += 25) got.push(...(await greedy(session, rows.slice(i, i + 25))));
       accuracy[task] = rows.filter((r, i) => got[i] === r.answer).length / rows.length;
-      rows.slice(0, 2).forEach((r, i) => examples.push({ task, prompt: JSON.stringify(r.messages.at(-1)?.content), want: r.answer, got: got[i]! }));
+      // the first row, then failures, at most 4 per task
       rows.forEach((r, i) => {
-        if (got[i] !== r.answer && examples.filter((e) => e.task === task).length < 4) examples.push({ task, prompt: JSON.stringify(r.messages.at(-1)?.content), want: r.answer, got: got[i]! });
+        if ((i === 0 || got[i] !== r.answer) && examples.filter((e) => e.task === task).length < 4) examples.push({ task, prompt: JSON.stringify(r.messages.at(-1)?.content), want: r.answer, got: got[i]! });
       });
     }
   } finally {
