@@ -156,3 +156,39 @@ export class Peer {
     this.child.stdin!.end('quit\n');
   }
 }
+
+// ---- foreign CPU load during a timed turn (used by denoise-step; the same accounting as train-step)
+
+function procTicksOf(pid: number | 'self'): number {
+  // utime + stime (fields 14, 15; after the ")" closing the command name)
+  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+
+export interface LoadSnap {
+  busy: number;
+  total: number;
+  own: number;
+}
+
+/** Machine CPU ticks and those of this process and `pids` (ours, not foreign). */
+export function loadSnap(pids: readonly number[] = []): LoadSnap {
+  const v = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = v.reduce((a, b) => a + b, 0);
+  let own = procTicksOf('self');
+  for (const p of pids) {
+    try {
+      own += procTicksOf(p);
+    } catch {
+      /* gone: its ticks count as foreign */
+    }
+  }
+  return { busy: total - v[3]! - v[4]!, total, own };
+}
+
+/** Share of all CPUs used between a and b by processes other than ours. */
+export function foreignLoad(a: LoadSnap, b: LoadSnap): number {
+  const dt = b.total - a.total;
+  return dt <= 0 ? 0 : Math.max(0, (b.busy - a.busy - (b.own - a.own)) / dt);
+}

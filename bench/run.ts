@@ -16,8 +16,10 @@ import type { CompileVsTorchResult } from './compile-vs-torch.ts';
 import type { BlockForwardResult } from './block-forward.ts';
 import type { CompileUniFusionResult } from './compile-unifusion.ts';
 import type { TrainStepResult } from './train-step.ts';
+import type { DenoiseStepResult } from './denoise-step.ts';
+import type { SampleBenchResult } from './sample.ts';
 
-const ALL = ['compile-stack', 'compile-vs-torch', 'block-forward', 'compile-unifusion', 'train-step'] as const;
+const ALL = ['compile-stack', 'compile-vs-torch', 'block-forward', 'compile-unifusion', 'train-step', 'denoise-step', 'sample'] as const;
 type Name = (typeof ALL)[number];
 
 function arg(name: string): string | undefined {
@@ -29,12 +31,12 @@ const only = arg('only')?.split(',') ?? [...ALL];
 for (const n of only) if (!(ALL as readonly string[]).includes(n)) throw new Error(`--only: unknown benchmark '${n}' (known: ${ALL.join(', ')})`);
 const outFile = path.resolve(arg('out') ?? path.join(BENCH_DIR, 'results', 'latest.json'));
 
-if (!process.argv.includes('--no-setup') && only.some((n) => n !== 'compile-stack' && n !== 'compile-unifusion')) {
+if (!process.argv.includes('--no-setup') && only.some((n) => n !== 'compile-stack' && n !== 'compile-unifusion' && n !== 'sample')) {
   const r = spawnSync('bash', [path.join(BENCH_DIR, 'setup.sh')], { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
   if (r.status !== 0) throw new Error(`bench/setup.sh failed (exit ${r.status})`);
 }
 
-const results: Partial<{ 'compile-stack': CompileStackResult; 'compile-vs-torch': CompileVsTorchResult; 'block-forward': BlockForwardResult; 'compile-unifusion': CompileUniFusionResult; 'train-step': TrainStepResult }> = {};
+const results: Partial<{ 'compile-stack': CompileStackResult; 'compile-vs-torch': CompileVsTorchResult; 'block-forward': BlockForwardResult; 'compile-unifusion': CompileUniFusionResult; 'train-step': TrainStepResult; 'denoise-step': DenoiseStepResult; sample: SampleBenchResult }> = {};
 for (const name of only as Name[]) {
   process.stderr.write(`bench: running ${name} ...\n`);
   const t0 = performance.now();
@@ -124,6 +126,29 @@ if (ts) {
     '—',
   ]);
 }
+const ds = results['denoise-step'];
+if (ds) {
+  const c = ds.config;
+  rows.push([
+    `one denoise step, cond + uncond batched (B${c.batch}), CPU fp32, ${ds.threads} threads: DiT ${c.dit.depth} x ${c.dit.hidden} (${c.dit.heads} heads, SwiGLU ${c.dit.ffn}, gated attention; ${(c.params / 1e6).toFixed(1)} M params), ${c.image_tokens} image + ${c.condTokens} condition tokens (median of ${ds.ours.all_ms.length} / ${ds.torch.all_ms.length}; outputs agree to ${ds.check.rel.toExponential(1)} rel)`,
+    `${ds.ours.median_ms.toFixed(0)} ms`,
+    `${ds.torch.median_ms.toFixed(0)} ms (torch eager ${ds.torch.version})`,
+    `${ds.ratio.toFixed(2)} (ours/torch)`,
+    `≤ ${ds.goal}`,
+    yes(ds.ratio <= ds.goal),
+  ]);
+}
+const sb = results.sample;
+if (sb)
+  for (const c of sb.cases)
+    rows.push([
+      `\`sample\` end to end, ${c.name}: ${c.images} images ${c.size}, ${c.steps} steps, CFG ${c.guidance} (load ${c.load_ms} ms, rewrite ${c.rewrite_ms} ms, encode ${c.encode_ms} ms, denoise ${c.denoise_ms} ms in ${c.dit_calls} DiT calls, decode ${c.decode_ms} ms, PNGs ${c.write_ms} ms)`,
+      `${(c.total_ms / 1000).toFixed(2)} s (${c.ms_per_image} ms / image)`,
+      '—',
+      '—',
+      '— (report)',
+      '—',
+    ]);
 const table = [
   '| metric | ours | peer | ratio | goal | met? |',
   '|---|---|---|---|---|---|',

@@ -17,7 +17,7 @@
 //   (SwiGLU 16384), tdim 256, RoPE theta 1000 on axes [32, 48, 48], gated attention,
 //   16 latent channels, patch 2.
 // - tiny: CPU-sized, DiT shaped like the VLM so that every variant (kv-fusion, hsi)
-//   runs on it.
+//   runs on it. tiny-pixel: the same in pixel space (3 channels, patch 4; no VAE).
 import type { Conditioning, UniFusionConfig, VlmSpec } from './unifusion.ts';
 
 /** Krea 2's SwiGLU width: int(2 * dim / 3) * multiplier, rounded up to a multiple of 128. */
@@ -72,6 +72,16 @@ export const PRESETS: Record<string, UniFusionConfig> = {
     lap: { heads: 2, kvHeads: 1, ffn: 64 },
     refiner: { blocks: 2, heads: 2, ffn: 64 },
     dit: { hidden: 32, depth: 4, heads: 2, kvHeads: 1, ffn: 64, channels: 4, patch: 2, tdim: 32, theta: 10000, ropeAxes: [4, 6, 6], gate: true },
+  },
+  // pixel space (no VAE): the DiT's latent is RGB in [-1, 1] (3 channels); patch 4 makes a 48 x 48
+  // image 12 x 12 tokens (the shapes-world demo's size). Shapes of the tiny preset otherwise.
+  'tiny-pixel': {
+    conditioning: 'lap',
+    vlm: VLMS.tiny,
+    taps: [1, 2, 3, 4],
+    lap: { heads: 2, kvHeads: 1, ffn: 64 },
+    refiner: { blocks: 2, heads: 2, ffn: 64 },
+    dit: { hidden: 32, depth: 4, heads: 2, kvHeads: 1, ffn: 64, channels: 3, patch: 4, tdim: 32, theta: 10000, ropeAxes: [4, 6, 6], gate: true },
   },
   'ablation-5b': {
     conditioning: 'lap',

@@ -10,6 +10,7 @@ import type { DType } from '../src/ir/dtype.ts';
 import type { HostTensor } from '../src/io/host.ts';
 import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.ts';
 import type { TrainStepSpec } from '../src/train/step.ts';
+import { decodeModel, encodeModel, type ModelProto } from '../codegen/onnx/proto.ts';
 
 export const CHECKPOINT_FORMAT = 'unifusion.train-checkpoint/1';
 
@@ -38,6 +39,8 @@ export interface CheckpointMeta {
   configHash: string;
   /** the step graph's name (informational) */
   name: string;
+  /** the lr schedule the run was trained with, as JSON (runtime/schedule.ts ScheduleRecord); absent in older checkpoints */
+  schedule?: string;
 }
 
 export interface TensorExpectation {
@@ -51,16 +54,30 @@ export interface CheckpointEntry {
 }
 
 const FILE_RE = /^step-(\d{9,})\.safetensors$/;
-const TEMP_RE = /^step-\d{9,}\.safetensors\.tmp-(\d+)-[0-9a-f]+$/;
+// writeSafetensors' temp names, and src/io/outdir.ts's ('.step-N.safetensors.tmp-PID-HEX', holding one of the former while it is written)
+const TEMP_RE = /^\.?step-\d{9,}\.safetensors\.tmp-(\d+)-[0-9a-f]+(?:\.tmp-\d+-[0-9a-f]+)?$/;
 
 export function checkpointPath(dir: string, step: number): string {
   return path.join(dir, `step-${String(step).padStart(9, '0')}.safetensors`);
 }
 
-/** sha256 over the step graph's ONNX bytes and its spec (key order does not matter). */
-export function configHash(onnxBytes: Uint8Array, spec: TrainStepSpec): string {
+/**
+ * sha256 over the step graph and its spec (key order does not matter). Node names, doc_strings
+ * (the user's file:line) and metadata are left out: moving a line of the train file, or a
+ * compiler that names nodes differently, must not make a checkpoint unresumable; what is
+ * computed is all that counts.
+ */
+export function configHash(model: Uint8Array | ModelProto, spec: TrainStepSpec): string {
+  const m = model instanceof Uint8Array ? decodeModel(model) : model;
+  const g = m.graph ?? {};
+  const bare: ModelProto = {
+    ...m,
+    docString: '',
+    metadataProps: [],
+    graph: { ...g, node: (g.node ?? []).map((n) => ({ ...n, name: '', docString: '' })) },
+  };
   const h = createHash('sha256');
-  h.update(onnxBytes);
+  h.update(encodeModel(bare));
   h.update('\0');
   h.update(stableStringify(spec));
   return h.digest('hex');
@@ -138,9 +155,31 @@ function isAlive(pid: number): boolean {
  */
 export function writeCheckpoint(dir: string, tensors: ReadonlyMap<string, HostTensor>, meta: CheckpointMeta, keepLast: number): string {
   if (!(Number.isInteger(keepLast) && keepLast >= 1)) throw new RangeError(`keepLast must be a positive integer, got ${keepLast}`);
-  fs.mkdirSync(dir, { recursive: true });
+  makeDirsSync(dir);
   const file = checkpointPath(dir, meta.step);
-  writeSafetensors(file, tensors, {
+  writeSafetensors(file, tensors, checkpointMetadata(meta));
+  // writeSafetensors has fsynced the file and its directory: the new checkpoint is durable.
+  const all = listCheckpoints(dir);
+  for (const old of all.slice(0, Math.max(0, all.length - keepLast))) {
+    if (old.path === file) continue;
+    fs.rmSync(old.path, { force: true });
+  }
+  return file;
+}
+
+/** mkdir of each missing level (Node's recursive mkdir spins forever on procfs). */
+function makeDirsSync(dir: string): void {
+  const missing: string[] = [];
+  for (let cur = path.resolve(dir); !fs.existsSync(cur); cur = path.dirname(cur)) {
+    if (path.dirname(cur) === cur) break;
+    missing.push(cur);
+  }
+  for (const d of missing.reverse()) fs.mkdirSync(d);
+}
+
+/** The safetensors __metadata__ of a checkpoint. */
+export function checkpointMetadata(meta: CheckpointMeta): Record<string, string> {
+  return {
     format: CHECKPOINT_FORMAT,
     step: String(meta.step),
     updates: String(meta.updates),
@@ -149,15 +188,28 @@ export function writeCheckpoint(dir: string, tensors: ReadonlyMap<string, HostTe
     seed: String(meta.seed),
     config_hash: meta.configHash,
     name: meta.name,
+    ...(meta.schedule !== undefined ? { lr_schedule: meta.schedule } : {}),
     saved_at: new Date().toISOString(),
-  });
-  // writeSafetensors has fsynced the file and its directory: the new checkpoint is durable.
-  const all = listCheckpoints(dir);
-  for (const old of all.slice(0, Math.max(0, all.length - keepLast))) {
-    if (old.path === file) continue;
-    fs.rmSync(old.path, { force: true });
+  };
+}
+
+/** A checkpoint's metadata only (its header), validated as readCheckpoint does; no tensor is read. */
+export function readCheckpointMeta(file: string): CheckpointMeta {
+  let f: SafetensorsFile;
+  try {
+    f = SafetensorsFile.openSync(file);
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `is unreadable (truncated or corrupt): ${(e as Error).message}`;
+    throw new CheckpointError(file, `checkpoint '${file}' ${why}`);
   }
-  return file;
+  try {
+    const md = f.metadata;
+    if (md.format !== CHECKPOINT_FORMAT)
+      throw new CheckpointError(file, `checkpoint '${file}' is not a unifusion training checkpoint (metadata format is ${md.format === undefined ? 'missing' : JSON.stringify(md.format)}, expected ${JSON.stringify(CHECKPOINT_FORMAT)})`);
+    return parseMeta(file, md);
+  } finally {
+    f.close();
+  }
 }
 
 export interface ReadCheckpointOptions {
@@ -237,7 +289,7 @@ function parseMeta(file: string, md: Record<string, string>): CheckpointMeta {
   }
   const seed = Number(md.seed);
   if (!Number.isSafeInteger(seed)) throw new CheckpointError(file, `checkpoint '${file}': metadata 'seed' is ${JSON.stringify(md.seed)}, expected an integer`);
-  return { step: int('step'), updates: int('updates'), rejectStreak: int('reject_streak'), rng: rng as number[], seed, configHash: md.config_hash, name: md.name ?? '' };
+  return { step: int('step'), updates: int('updates'), rejectStreak: int('reject_streak'), rng: rng as number[], seed, configHash: md.config_hash, name: md.name ?? '', ...(md.lr_schedule !== undefined ? { schedule: md.lr_schedule } : {}) };
 }
 
 function listNames(names: string[]): string {

@@ -5,8 +5,11 @@ import { constants as fsConstants, promises as fs } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { DTYPE_INFO, dtypeFromOnnx, dtypeFromOrt, isDType, type DType } from '../src/ir/dtype.ts';
 import { allocStorage, numel, storageFromBytes, type HostTensor, type Storage } from '../src/io/host.ts';
-import { decodeModel, type ValueInfoProto } from '../codegen/onnx/proto.ts';
-import { checkExternalData } from '../codegen/onnx/external.ts';
+import { decodeModel, type ModelProto, type ValueInfoProto } from '../codegen/onnx/proto.ts';
+import { checkExternalData, externalRefs } from '../codegen/onnx/external.ts';
+import { ortLogging, ortSeverity } from './log.ts';
+import { explainLoadError, explainRunError, indexModel, setKnownDevices, type ModelIndex } from './ort-errors.ts';
+import * as path from 'node:path';
 
 /** A dimension: a size, a symbolic name (ONNX dim_param, e.g. 'batch'), or null where the model leaves it unnamed. */
 export type Dim = number | string | null;
@@ -30,6 +33,15 @@ export interface SessionOptions {
   graphOptimization?: 'all' | 'basic' | 'disabled';
   /** Where outputs stay (onnxruntime-web style EPs); non-CPU outputs are downloaded by run(). */
   preferredOutputLocation?: ort.InferenceSession.SessionOptions['preferredOutputLocation'];
+  /**
+   * Load a model compiled with `--weights skeleton` anyway (its weights are an unwritten sparse
+   * file: every output would be wrong). Only for timing or structure checks.
+   */
+  allowSkeleton?: boolean;
+  /** warn about NaN/inf in float feeds and outputs (default true) */
+  checkFinite?: boolean;
+  /** where warnings go (default: stderr, as 'warning: ...') */
+  onWarning?: (message: string) => void;
 }
 
 /** Loading or running failed for a reason other than a bad feed. */
@@ -54,13 +66,35 @@ export class Session {
   readonly source: string;
   readonly device: string;
   private ort: ort.InferenceSession | undefined;
+  private readonly model: string | Uint8Array;
+  private readonly opts: SessionOptions;
+  private index: ModelIndex | null | undefined;
 
-  private constructor(s: ort.InferenceSession, source: string, device: string, inputs: ValueMeta[], outputs: ValueMeta[]) {
+  private constructor(s: ort.InferenceSession, model: string | Uint8Array, source: string, device: string, inputs: ValueMeta[], outputs: ValueMeta[], opts: SessionOptions) {
     this.ort = s;
+    this.model = model;
     this.source = source;
     this.device = device;
     this.inputs = inputs;
     this.outputs = outputs;
+    this.opts = opts;
+  }
+
+  /** The model's nodes by name, read again from the file only when an error needs explaining. */
+  private async modelIndex(): Promise<ModelIndex | undefined> {
+    if (this.index === undefined) {
+      try {
+        this.index = indexModel(decodeModel(typeof this.model === 'string' ? await fs.readFile(this.model) : this.model));
+      } catch {
+        this.index = null;
+      }
+    }
+    return this.index ?? undefined;
+  }
+
+  private warn(message: string): void {
+    if (this.opts.onWarning) this.opts.onWarning(message);
+    else process.stderr.write(`warning: ${message}\n`);
   }
 
   /**
@@ -80,9 +114,20 @@ export class Session {
         throw new SessionError(`cannot load model '${source}' on device '${device}': not an ONNX model (${e instanceof Error ? e.message : String(e)})`);
       }
       checkExternalData(model, proto);
+      if (!opts.allowSkeleton) await refuseSkeleton(model, proto);
+    } else if (!opts.allowSkeleton) {
+      let proto: ModelProto | undefined;
+      try {
+        proto = decodeModel(model);
+      } catch {
+        /* onnxruntime will say what is wrong with the bytes */
+      }
+      if (proto) await refuseSkeleton(source, proto);
     }
+    configureOrt();
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: [device],
+      logSeverityLevel: ortSeverity(),
       graphOptimizationLevel: opts.graphOptimization ?? 'all',
       ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
       ...(opts.preferredOutputLocation !== undefined ? { preferredOutputLocation: opts.preferredOutputLocation } : {}),
@@ -96,12 +141,12 @@ export class Session {
       // Two calls because create() is overloaded on path vs bytes.
       s = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
     } catch (e) {
-      throw new SessionError(`cannot load model '${source}' on device '${device}': ${await explainLoadError(e, protoIO)}`);
+      throw new SessionError(`cannot load model '${source}' on device '${device}': ${await explainTypeError(e, protoIO, device)}`);
     }
     try {
       const inputs = await Promise.all(s.inputMetadata.map((m) => metaFromOrt(m, protoIO, 'input')));
       const outputs = await Promise.all(s.outputMetadata.map((m) => metaFromOrt(m, protoIO, 'output')));
-      return new Session(s, source, device, inputs, outputs);
+      return new Session(s, model, source, device, inputs, outputs, opts);
     } catch (e) {
       await s.release();
       throw e;
@@ -119,19 +164,22 @@ export class Session {
     const wanted = fetches ?? this.outputs.map((o) => o.name);
     for (const name of wanted) checkFetch(this.outputs, name);
 
+    const checkFinite = this.opts.checkFinite ?? true;
+    if (checkFinite) for (const m of this.inputs) warnNonFinite(`input '${m.name}'`, feeds[m.name]!, (w) => this.warn(w));
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const m of this.inputs) ortFeeds[m.name] = toOrt(m.name, feeds[m.name]!);
     let results: ort.InferenceSession.ReturnType;
     try {
-      results = await s.run(ortFeeds, [...wanted]);
+      results = await s.run(ortFeeds, [...wanted], { logSeverityLevel: ortSeverity() });
     } catch (e) {
-      throw new SessionError(`onnxruntime failed running '${this.source}': ${errorMessage(e)}`);
+      throw new SessionError(`running '${this.source}' failed: ${explainRunError(errorMessage(e), await this.modelIndex(), feeds)}`);
     }
     const out: Record<string, HostTensor> = {};
     for (const name of wanted) {
       const v = results[name];
       if (!(v instanceof ort.Tensor)) throw new SessionError(`output '${name}' is not a tensor`);
       out[name] = await fromOrt(name, v);
+      if (checkFinite) warnNonFinite(`output '${name}'`, out[name]!, (w) => this.warn(w));
     }
     return out;
   }
@@ -193,10 +241,10 @@ function shapeFromProto(vi: ValueInfoProto): Dim[] | null {
 }
 
 /** onnxruntime-node names no tensor when a graph input/output has a type it has no JS type for (bf16). */
-async function explainLoadError(e: unknown, protoIO: () => Promise<ProtoIO>): Promise<string> {
+async function explainTypeError(e: unknown, protoIO: () => Promise<ProtoIO>, device: string): Promise<string> {
   const msg = errorMessage(e);
   const m = /Unsupported data type: (\d+)/.exec(msg);
-  if (m === null) return msg;
+  if (m === null) return explainLoadError(msg, device);
   const code = Number(m[1]);
   const typeName = dtypeFromOnnx(code) ?? `ONNX data type ${code}`;
   let named: string[] = [];
@@ -235,7 +283,7 @@ function checkFeeds(inputs: readonly ValueMeta[], feeds: Record<string, HostTens
   }
 
   // Where a symbolic dim was first bound, so that a conflict can name both sides.
-  const bound = new Map<string, { value: number; input: string; axis: number }>();
+  const bound = new Map<string, { value: number; input: string; axis: number; as: string; size: number }>();
   for (const m of inputs) {
     const t = feeds[m.name]!;
     const given = `${t.dtype}[${t.shape.join(', ')}]`;
@@ -255,12 +303,20 @@ function checkFeeds(inputs: readonly ValueMeta[], feeds: Record<string, HostTens
         throw new RuntimeInputError(m.name, `input '${m.name}': dim ${axis} mismatch: expected ${want}, given ${got} (expected ${formatShape(m.shape)}, given ${given})`);
       }
       if (typeof want === 'string') {
-        const prev = bound.get(want);
-        if (prev === undefined) bound.set(want, { value: got, input: m.name, axis });
-        else if (prev.value !== got) {
+        // 'h*2' (how the compiler writes c*symbol): the size must be a multiple of 2, and h is got / 2
+        const lin = /^([A-Za-z_]\w*)\*(\d+)$|^(\d+)\*([A-Za-z_]\w*)$/.exec(want);
+        const [sym, coeff] = lin ? [lin[1] ?? lin[4]!, Number(lin[2] ?? lin[3])] : [want, 1];
+        if (got % coeff !== 0)
+          throw new RuntimeInputError(m.name, `input '${m.name}': dim ${axis} is ${got}, but the model declares it as ${want}, so it must be a multiple of ${coeff} (expected ${formatShape(m.shape)}, given ${given})`);
+        const value = got / coeff;
+        const prev = bound.get(sym);
+        if (prev === undefined) bound.set(sym, { value, input: m.name, axis, as: want, size: got });
+        else if (prev.value !== value) {
           throw new RuntimeInputError(
             m.name,
-            `input '${m.name}': symbolic dim '${want}' is ${got} at axis ${axis}, but ${prev.value} in input '${prev.input}' (axis ${prev.axis})`,
+            sym === want && prev.as === want
+              ? `input '${m.name}': symbolic dim '${want}' is ${got} at axis ${axis}, but ${prev.value} in input '${prev.input}' (axis ${prev.axis})`
+              : `input '${m.name}': dim ${axis} (${want}) is ${got}, so ${sym} = ${value}, but input '${prev.input}' axis ${prev.axis} (${prev.as}) is ${prev.size}, so ${sym} = ${prev.value}`,
           );
         }
       }
@@ -342,4 +398,82 @@ async function assertReadableFile(file: string): Promise<void> {
 
 function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// onnxruntime set-up, skeleton models, non-finite values
+// ---------------------------------------------------------------------------------------------
+
+let ortConfigured = false;
+/** onnxruntime's environment logger is made with the first session: set its level before that. */
+function configureOrt(): void {
+  if (!ortConfigured) {
+    ortConfigured = true;
+    try {
+      setKnownDevices(ort.listSupportedBackends().map((b) => b.name));
+    } catch {
+      /* older binding */
+    }
+  }
+  ort.env.logLevel = ortLogging.verbose ? 'warning' : 'fatal';
+}
+
+/**
+ * A model compiled with --weights skeleton declares its weights as an unwritten sparse file: it
+ * runs, but every output is computed from zeros. Recognised by the weights entry of its
+ * metadata_props, and (for models without it) by external data files with no allocated blocks.
+ */
+async function refuseSkeleton(model: string, proto: ModelProto): Promise<void> {
+  const meta = Object.fromEntries((proto.metadataProps ?? []).map((e) => [e.key ?? '', e.value ?? '']));
+  const how = `compile it with --weights embed or --weights external (seeded or given weights), or import a checkpoint with \`unifusion import-hf\``;
+  if (meta.weights === 'skeleton')
+    throw new SessionError(`model '${model}' was compiled with --weights skeleton: its weights were never written, so every output would be wrong; ${how}`);
+  // older unifusion models carry no weights entry: recognise their skeleton data by its holes
+  if (typeof model !== 'string' || model === '<buffer>' || proto.producerName !== 'unifusion' || meta.weights !== undefined) return;
+  const dir = path.dirname(path.resolve(model));
+  const seen = new Set<string>();
+  for (const r of externalRefs(proto)) {
+    if (seen.has(r.location)) continue;
+    seen.add(r.location);
+    const st = await fs.stat(path.join(dir, r.location)).catch(() => null);
+    // a file of real weights has blocks on disk; a skeleton's is all holes
+    if (st && st.size >= 1 << 20 && st.blocks === 0)
+      throw new SessionError(`model '${model}': its external data '${r.location}' (${st.size} bytes) has never been written (a sparse file of zeros, as --weights skeleton leaves it), so every output would be wrong; ${how}`);
+  }
+}
+
+/** Count NaN and ±inf in a float tensor; warn naming it (and the first position). */
+function warnNonFinite(what: string, t: HostTensor, warn: (m: string) => void): void {
+  if (!['f32', 'f64', 'f16', 'bf16'].includes(t.dtype)) return;
+  let nan = 0, inf = 0, first = -1;
+  const d = t.data as ArrayLike<number>;
+  if (t.dtype === 'f32' || t.dtype === 'f64') {
+    for (let i = 0; i < d.length; i++) {
+      const v = d[i]!;
+      if (v - v !== 0) {
+        if (v !== v) nan++;
+        else inf++;
+        if (first < 0) first = i;
+      }
+    }
+  } else {
+    // half precision as raw bits: exponent all ones
+    const [expMask, mantMask] = t.dtype === 'f16' ? [0x7c00, 0x03ff] : [0x7f80, 0x007f];
+    for (let i = 0; i < d.length; i++) {
+      const b = d[i]!;
+      if ((b & expMask) === expMask) {
+        if (b & mantMask) nan++;
+        else inf++;
+        if (first < 0) first = i;
+      }
+    }
+  }
+  if (nan + inf === 0) return;
+  const pos: number[] = [];
+  let r = first;
+  for (let a = t.shape.length - 1; a >= 0; a--) {
+    pos.unshift(r % t.shape[a]!);
+    r = Math.floor(r / t.shape[a]!);
+  }
+  warn(`${what} ${t.dtype}[${t.shape.join(', ')}] holds ${[nan ? `${nan} NaN` : '', inf ? `${inf} inf` : ''].filter(Boolean).join(' and ')} of ${d.length} values (first at [${pos.join(', ')}])`);
 }

@@ -26,8 +26,12 @@ import { allocStorage, numel, storageFromBytes, type HostTensor, type Storage } 
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.ts';
 import { STEP_INPUTS, STEP_OUTPUTS, stateName, type CompiledTrainStep, type TrainStepSpec } from '../src/train/step.ts';
 import { encodeModel } from '../codegen/onnx/proto.ts';
-import { CheckpointError, configHash, latestCheckpoint, listCheckpoints, readCheckpoint, removeStaleTemps, writeCheckpoint, type CheckpointMeta, type TensorExpectation } from './checkpoint.ts';
+import { CheckpointError, checkpointMetadata, checkpointPath, configHash, latestCheckpoint, listCheckpoints, readCheckpoint, removeStaleTemps, writeCheckpoint, type CheckpointMeta, type TensorExpectation } from './checkpoint.ts';
 import { constantLr, type LrSchedule } from './schedule.ts';
+import type { RunDir } from '../src/io/outdir.ts';
+import { ortLogging, ortSeverity } from './log.ts';
+import { explainLoadError, explainRunError, indexModel } from './ort-errors.ts';
+import { decodeModel } from '../codegen/onnx/proto.ts';
 
 export type Batch = Record<string, HostTensor>;
 
@@ -109,6 +113,14 @@ export interface TrainerOptions {
   allowConfigMismatch?: boolean;
   /** onnxruntime intra-op threads (default: onnxruntime's choice) */
   intraOpThreads?: number;
+  /**
+   * The run folder (src/io/outdir.ts) the checkpoints and metrics live in: every file is then
+   * written and removed through it (recorded as ours; pruning never touches a file we did not
+   * write). checkpointDir / metricsPath default to its checkpoints/ and metrics.jsonl.
+   */
+  runDir?: RunDir;
+  /** the lr schedule as a record (runtime/schedule.ts ScheduleRecord JSON), stored in every checkpoint so a resume can continue it */
+  scheduleRecord?: string;
   /** called after every iteration (after metrics, before the checkpoint) */
   onStep?: (r: StepRecord, trainer: Trainer) => void | Promise<void>;
   /** where rejection reports go (default: stderr, or the progress bar's log) */
@@ -194,7 +206,11 @@ export class Trainer {
   }
 
   /** Load the step graph, restore or initialise the state, and open the metrics file. */
-  static async create(source: TrainStepSource, opts: TrainerOptions): Promise<Trainer> {
+  static async create(source: TrainStepSource, options: TrainerOptions): Promise<Trainer> {
+    const rd = options.runDir;
+    const opts: TrainerOptions = rd
+      ? { ...options, checkpointDir: options.checkpointDir ?? path.join(rd.dir, 'checkpoints'), metricsPath: options.metricsPath ?? path.join(rd.dir, 'metrics.jsonl') }
+      : options;
     const device = opts.device ?? 'cpu';
     for (const [k, v] of [['checkpointEvery', opts.checkpointEvery ?? 0], ['keepLast', opts.keepLast ?? 3], ['maxRejections', opts.maxRejections ?? 5]] as const) {
       if (!(Number.isInteger(v) && v >= (k === 'checkpointEvery' ? 0 : 1))) throw new TrainerError(`trainer option ${k} must be a ${k === 'checkpointEvery' ? 'non-negative' : 'positive'} integer, got ${v}`);
@@ -215,7 +231,7 @@ export class Trainer {
       const init = source.init;
       if (init !== undefined) initial = () => initialFromParams(spec, typeof init === 'string' ? readSafetensors(init).tensors : new Map(init));
     }
-    const hash = configHash(bytes, spec);
+    const hash = configHash('emitted' in source ? source.emitted.model : bytes, spec);
     const expected = new Map<string, TensorExpectation>(stateSlots(spec).map((s) => [s.input, { dtype: s.dtype, shape: s.shape }]));
 
     // Which checkpoint, if any, to resume from. Nothing in the dir is touched before this is settled.
@@ -258,8 +274,10 @@ export class Trainer {
     if (dir) removeStaleTemps(dir);
 
     // The session: carried outputs stay on the GPU with webgpu; loss and grad_norm come to the CPU.
+    ort.env.logLevel = ortLogging.verbose ? 'warning' : 'fatal';
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: [device],
+      logSeverityLevel: ortSeverity(),
       graphOptimizationLevel: 'all',
       ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
     };
@@ -274,7 +292,7 @@ export class Trainer {
     try {
       session = await ort.InferenceSession.create(bytes, sessionOptions);
     } catch (e) {
-      throw new TrainerError(`cannot load the step graph '${spec.name}' on device '${device}': ${e instanceof Error ? e.message : String(e)}`);
+      throw new TrainerError(`cannot load the step graph '${spec.name}' on device '${device}': ${explainLoadError(e instanceof Error ? e.message : String(e), device)}`);
     }
     try {
       checkGraphIO(session, spec);
@@ -285,7 +303,16 @@ export class Trainer {
     const state = new Map<string, ort.Tensor>();
     for (const [name, t] of hostState) state.set(name, toOrt(name, t));
     const trainer = new Trainer(session, spec, hash, opts, state, resume);
-    if (opts.metricsPath) trainer.openMetrics(opts.metricsPath);
+    trainer.stepGraph = bytes;
+    try {
+      if (opts.metricsPath) {
+        if (rd) await rd.claim(path.relative(rd.dir, opts.metricsPath));
+        trainer.openMetrics(opts.metricsPath);
+      }
+    } catch (e) {
+      await trainer.close();
+      throw e;
+    }
     return trainer;
   }
 
@@ -324,9 +351,16 @@ export class Trainer {
       feeds[STEP_INPUTS.lr] = new ort.Tensor('float32', Float32Array.of(lr), []);
       feeds[STEP_INPUTS.step] = new ort.Tensor('float32', Float32Array.of(t), []);
       try {
-        out = await session.run(feeds, this.fetches);
+        out = await session.run(feeds, this.fetches, { logSeverityLevel: ortSeverity() });
       } catch (e) {
-        throw new TrainerError(`step ${step}: onnxruntime failed running the step graph '${this.spec.name}': ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+        let index;
+        try {
+          index = this.stepGraph ? indexModel(decodeModel(this.stepGraph)) : undefined;
+        } catch {
+          index = undefined;
+        }
+        const batchFeeds = Object.fromEntries(Object.entries(batch).filter(([, v]) => v && typeof v === 'object' && 'dtype' in v)) as Batch;
+        throw new TrainerError(`step ${step}: running the step graph '${this.spec.name}' failed: ${explainRunError(e instanceof Error ? e.message : String(e), index, batchFeeds)}`, { cause: e });
       }
     } catch (e) {
       this.rng.setState(rngBefore);
@@ -396,7 +430,16 @@ export class Trainer {
     if (!dir) throw new TrainerError('no checkpointDir was given');
     // metrics up to this step first: a resumed run keeps the lines up to its checkpoint
     if (this.metricsFd !== undefined) fs.fdatasyncSync(this.metricsFd);
-    const file = writeCheckpoint(dir, await this.snapshot(), this.meta(), this.opts.keepLast ?? 3);
+    const rd = this.opts.runDir;
+    let file: string;
+    if (rd) {
+      // through the run folder: recorded as ours; only checkpoints we wrote are pruned
+      const tensors = await this.snapshot();
+      const meta = this.meta();
+      file = await rd.writeFile(path.relative(rd.dir, checkpointPath(dir, meta.step)), async (tmp) => writeSafetensors(tmp, tensors, checkpointMetadata(meta)));
+      const ours = listCheckpoints(dir).filter((c) => rd.owns(path.relative(rd.dir, c.path)));
+      for (const old of ours.slice(0, Math.max(0, ours.length - (this.opts.keepLast ?? 3)))) if (old.path !== file) await rd.remove(path.relative(rd.dir, old.path));
+    } else file = writeCheckpoint(dir, await this.snapshot(), this.meta(), this.opts.keepLast ?? 3);
     this.lastCheckpoint = this.iter;
     return file;
   }
@@ -443,8 +486,12 @@ export class Trainer {
   // -------------------------------------------------------------------------------------------
 
   private meta(): CheckpointMeta {
-    return { step: this.iter, updates: this.updates, rejectStreak: this.rejectStreak, rng: this.rng.state(), seed: this.seed, configHash: this.configHash, name: this.spec.name };
+    const schedule = this.opts.scheduleRecord;
+    return { step: this.iter, updates: this.updates, rejectStreak: this.rejectStreak, rng: this.rng.state(), seed: this.seed, configHash: this.configHash, name: this.spec.name, ...(schedule !== undefined ? { schedule } : {}) };
   }
+
+  /** the step graph's ONNX bytes, for explaining onnxruntime errors by node */
+  private stepGraph: Uint8Array | undefined;
 
   private live(): ort.InferenceSession {
     if (!this.session) throw new TrainerError('the trainer has been closed');
@@ -453,7 +500,8 @@ export class Trainer {
 
   /** Open the metrics file for appending, first dropping lines past the current step (a killed run's iterations that are about to be redone) and any torn last line. */
   private openMetrics(file: string): void {
-    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    const parent = path.dirname(path.resolve(file));
+    if (!fs.existsSync(parent)) fs.mkdirSync(parent); // one level: recursive mkdir spins on procfs
     let text = '';
     try {
       text = fs.readFileSync(file, 'utf8');
@@ -472,7 +520,7 @@ export class Trainer {
     }
     const kept = keep.length ? keep.join('\n') + '\n' : '';
     if (kept !== text) {
-      const tmp = `${file}.tmp-${process.pid}`;
+      const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${Math.random().toString(16).slice(2, 10).padEnd(8, '0')}`);
       fs.writeFileSync(tmp, kept);
       const fd = fs.openSync(tmp, 'r+');
       fs.fsyncSync(fd);

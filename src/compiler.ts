@@ -1,7 +1,7 @@
 // The compiler's library entry: optimise a traced graph, lower it to ONNX,
 // describe it in a manifest, and write both atomically.
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { makeDirs } from './io/outdir.ts';
 import { dimStr } from './ir/dims.ts';
 import { DTYPE_INFO } from './ir/dtype.ts';
 import type { Graph } from './ir/graph.ts';
@@ -19,6 +19,12 @@ export interface CompileOptions {
   passes?: readonly Pass[];
   paramValues?: ReadonlyMap<string, HostTensor>;
   preset?: string;
+  /**
+   * More metadata_props for the model (compile adds graph_file and config_hash). compileGraph
+   * always records producer, graph, preset, weights and the parameter counts: `run` and sessions
+   * read `weights` to refuse skeleton models, and a user can see where a model came from.
+   */
+  metadata?: Readonly<Record<string, string>>;
 }
 
 export interface TensorDesc {
@@ -41,6 +47,8 @@ export interface Manifest {
   trainableParamCount: number;
   onnxNodes: number;
   irNodes: number;
+  /** the model's metadata_props */
+  metadata: Record<string, string>;
 }
 
 export interface Compiled {
@@ -56,7 +64,16 @@ export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled 
   const params = graph.params();
   const bytes = params.reduce((a, p) => a + p.params.shape.reduce((x, d) => x * d, 1) * DTYPE_INFO[p.dtype].bytes, 0);
   const weights: WeightMode = !opts.weights || opts.weights === 'auto' ? (bytes >= AUTO_EXTERNAL_BYTES ? 'external' : 'embed') : opts.weights;
-  const emitted = emitModel(graph, { weights, paramValues: opts.paramValues });
+  const metadata: Record<string, string> = {
+    producer: 'unifusion',
+    graph: graph.name,
+    ...(opts.preset !== undefined ? { preset: opts.preset } : {}),
+    weights,
+    param_count: String(graph.paramCount()),
+    trainable_param_count: String(graph.paramCount((p) => !p.params.frozen)),
+    ...opts.metadata,
+  };
+  const emitted = emitModel(graph, { weights, paramValues: opts.paramValues, metadata });
   const desc = (name: string, dtype: string, shape: readonly (number | { key: string })[]): TensorDesc => ({
     name,
     dtype,
@@ -76,10 +93,12 @@ export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled 
     trainableParamCount: graph.paramCount((p) => !p.params.frozen),
     onnxNodes: emitted.model.graph?.node?.length ?? 0,
     irNodes: graph.nodes().length,
+    metadata,
   };
   return { graph, emitted, manifest };
 }
 
+/** Write `<dir>/<name>.onnx` (+ external data) and `<dir>/manifest.json` into an existing folder (commands stage it: src/io/outdir.ts). */
 export async function writeCompiled(dir: string, c: Compiled): Promise<{ onnxPath: string; manifestPath: string; onnxBytes: number; dataBytes: number }> {
   const w = await writeModel(dir, c.graph.name, c.emitted);
   const manifestPath = path.join(dir, 'manifest.json');
@@ -89,6 +108,7 @@ export async function writeCompiled(dir: string, c: Compiled): Promise<{ onnxPat
   return { onnxPath: w.onnxPath, manifestPath, onnxBytes: w.onnxBytes, dataBytes: w.dataBytes };
 }
 
+/** Make `dir` and its missing parents, one level at a time (no procfs hang; errors in words). */
 export async function ensureDir(dir: string): Promise<void> {
-  await fs.mkdir(dir, { recursive: true });
+  await makeDirs(dir);
 }

@@ -309,3 +309,45 @@ describe('inspect', () => {
     expect(r.stderr).toMatch(/^error: '.*empty\.onnx' is not an ONNX model \(no graph/);
   });
 });
+
+describe('run: what onnxruntime says, and when', () => {
+  it("onnxruntime's own log lines appear only with --verbose; NaN in an input is a warning naming it", async () => {
+    const quiet = await cli('run', modelPath, '--inputs', inputsPath, '--out', path.join(tmp, 'q.safetensors'), '--device', 'cuda');
+    expect(quiet.code).toBe(1);
+    expect(quiet.stderr).toMatch(/^error: cannot load model '.*' on device 'cuda': the CUDA execution provider is not available/);
+    expect(quiet.stderr).not.toMatch(/onnxruntime:|provider_bridge/);
+    const loud = await cli('--verbose', 'run', modelPath, '--inputs', inputsPath, '--out', path.join(tmp, 'q.safetensors'), '--device', 'cuda');
+    expect(loud.code).toBe(1);
+    expect(loud.stderr).toMatch(/\[E:onnxruntime/);
+
+    const nanIn = path.join(tmp, 'nan.safetensors');
+    writeSafetensors(nanIn, { ...feeds, x: fromFloat64('f32', [2, 3], [1, NaN, 0, 1, Infinity, 1]) });
+    const r = await cli('run', modelPath, '--inputs', nanIn, '--out', path.join(tmp, 'nan-out.safetensors'));
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^warning: input 'x' f32\[2, 3\] holds 1 NaN and 1 inf of 6 values \(first at \[0, 1\]\)\nwarning: output 'proj' f32\[2, 2\] holds 2 NaN and 2 inf of 4 values \(first at \[0, 0\]\)\n$/);
+  });
+
+  it('a second run may replace its own output file, not a file of the user', async () => {
+    const out = path.join(tmp, 'again.safetensors');
+    expect((await cli('run', modelPath, '--inputs', inputsPath, '--out', out)).code).toBe(0);
+    expect((await cli('run', modelPath, '--inputs', inputsPath, '--out', out)).code).toBe(0);
+    fs.writeFileSync(out, 'mine');
+    const r = await cli('run', modelPath, '--inputs', inputsPath, '--out', out);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/already exists and was not written by unifusion; pass --force to replace it/);
+    expect(fs.readFileSync(out, 'utf8')).toBe('mine');
+    expect((await cli('run', modelPath, '--inputs', inputsPath, '--out', out, '--force')).code).toBe(0);
+    expect(readSafetensors(out).tensors.has('proj')).toBe(true);
+  });
+});
+
+describe('inspect shows metadata_props', () => {
+  it('of a compiled model', async () => {
+    const { compileCommand } = await import('../src/cli/compile.ts');
+    const out = path.join(tmp, 'compiled');
+    await compileCommand('test/graphs/good.ts', { out, quiet: true, typecheck: false });
+    const r = await cli('inspect', path.join(out, 'mlp.onnx'));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/metadata:\n +producer +unifusion\n +graph +mlp\n +preset +small\n +weights +embed\n +param_count +144\n/);
+  });
+});

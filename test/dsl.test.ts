@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Attention, conv2d, DSLError, dim, input, Linear, Module, Param, RMSNorm, trace, TransformerBlock, type Tensor } from '../src/dsl/index.ts';
+import { Attention, constant, conv2d, DSLError, dim, input, Linear, MLP, Module, Param, RMSNorm, trace, TransformerBlock, type Tensor } from '../src/dsl/index.ts';
 
 function thrown(fn: () => unknown): DSLError {
   try {
@@ -122,4 +122,34 @@ describe('slice defaults follow Python', () => {
     expect(Array.from(want.y!.data)).toEqual([9, 10, 7, 8, 5, 6, 3, 4, 1, 2]);
     expect(Array.from(got.y!.data)).toEqual(Array.from(want.y!.data));
   });
+});
+
+describe('DSL misuse is a DSLError naming the user line, never a JavaScript TypeError', () => {
+  const here = /test\/dsl\.test\.ts:\d+: /;
+  const traced = (fn: () => Record<string, Tensor>) => () => trace('misuse', fn);
+  it.each([
+    ["unknown dtype in input()", traced(() => ({ y: input('x', 'f16x' as never, [2]) })), /input 'x': unknown dtype 'f16x' \(known: f32, f16, bf16, f64, i64, i32, bool\); did you mean 'f16'\?/],
+    ['unknown dtype in cast()', traced(() => ({ y: input('x', 'f32', [2]).cast('float' as never) })), /cast of Tensor\(f32\[2\]\): unknown dtype 'float'/],
+    ['unknown dtype in constant()', traced(() => ({ y: constant(1, 'int64' as never) })), /constant: unknown dtype 'int64'/],
+    ['a string where a size belongs', traced(() => ({ y: input('x', 'f32', ['batch' as never, 3]) })), /input 'x': shape \[batch, 3\] axis 0 is 'batch', not a non-negative integer or a dim\(\) \(use dim\('batch'\) for a symbolic size\)/],
+    ['a typo in a layer option', () => new Linear(4, 4, { bais: false } as never), /Linear: unknown option 'bais' \(known: bias, dtype, std\); did you mean 'bias'\?/],
+    ['an unknown activation', () => new MLP({ hidden: 4, intermediate: 8, act: 'relu' as never }), /MLP act must be one of 'swiglu', 'gelu', 'gelu_tanh', 'silu', got 'relu'/],
+    ['a layer size that is not one', () => new Linear(4, '8' as never), /Linear out_features must be a positive integer, got '8'/],
+    ['a JavaScript error in graph code', traced(() => ({ y: input('x', 'f32', [2]).mul((undefined as unknown as { s: number }).s) })), /while tracing graph 'misuse': TypeError: Cannot read properties of undefined/],
+  ])('%s', (_what, fn, re) => {
+    let err: unknown;
+    try {
+      fn();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DSLError);
+    expect((err as Error).message).toMatch(re);
+    expect((err as Error).message).toMatch(here);
+  });
+});
+
+it('a build function that returns no outputs is a DSLError naming the graph', () => {
+  expect(() => trace('misuse', () => undefined as never)).toThrow(/graph 'misuse': the build function must return an object of named output tensors, got undefined/);
+  expect(() => trace('misuse', () => ({ y: 3 }) as never)).toThrow(/graph 'misuse': output 'y' is not a Tensor/);
 });

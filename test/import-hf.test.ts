@@ -189,7 +189,7 @@ describe('import-hf: the infrastructure on a toy family', () => {
     const tensors = writeCheckpoint(path.join(src, 'ckpt'), toyWeights());
     const out = path.join(src, 'out');
     const r = await importHf(path.join(src, 'ckpt'), { out, taps: 'list:0,2,3', families });
-    expect(fs.readdirSync(out).sort()).toEqual(['manifest.json', 'toy_encoder.onnx', 'toy_encoder.onnx.data']);
+    expect(fs.readdirSync(out).filter((f) => f !== '.unifusion-output.json').sort()).toEqual(['manifest.json', 'toy_encoder.onnx', 'toy_encoder.onnx.data']);
     expect(r.ignored).toEqual(['lm_head.weight']);
     expect(r.conversions).toEqual({});
     const m = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
@@ -266,17 +266,23 @@ describe('import-hf: the infrastructure on a toy family', () => {
     );
   });
 
-  it('--force replaces a non-empty DIR; without it the import refuses and leaves DIR alone', async () => {
+  it('a DIR with files it did not write is refused; --force adds the outputs beside them and never deletes them; DIR may never overlap the checkpoint', async () => {
     const src = tmp();
     writeCheckpoint(path.join(src, 'ckpt'), toyWeights());
     const out = path.join(src, 'out');
     fs.mkdirSync(out);
     fs.writeFileSync(path.join(out, 'keep.txt'), 'x');
-    await expect(importHf(path.join(src, 'ckpt'), { out, families })).rejects.toThrow(/out.* is not empty \(use --force/);
+    await expect(importHf(path.join(src, 'ckpt'), { out, families })).rejects.toThrow(/--out '.*out' already holds files unifusion did not write \('keep.txt'\).*--force/);
     expect(fs.readdirSync(out)).toEqual(['keep.txt']);
     await importHf(path.join(src, 'ckpt'), { out, families, force: true });
-    expect(fs.readdirSync(out).sort()).toEqual(['manifest.json', 'toy_encoder.onnx', 'toy_encoder.onnx.data']);
+    expect(fs.readdirSync(out).sort()).toEqual(['.unifusion-output.json', 'keep.txt', 'manifest.json', 'toy_encoder.onnx', 'toy_encoder.onnx.data']);
+    expect(fs.readFileSync(path.join(out, 'keep.txt'), 'utf8')).toBe('x');
     expect(fs.readdirSync(src).sort()).toEqual(['ckpt', 'out']);
+    // the checkpoint itself, its parent, a folder inside it: refused even with --force, nothing touched
+    const ckptFiles = fs.readdirSync(path.join(src, 'ckpt')).sort();
+    for (const [o, re] of [[path.join(src, 'ckpt'), /is the input <checkpoint>/], [src, /contains the input <checkpoint>/], [path.join(src, 'ckpt', 'onnx'), /lies inside the input <checkpoint>/]] as const)
+      await expect(importHf(path.join(src, 'ckpt'), { out: o, families, force: true })).rejects.toThrow(re);
+    expect(fs.readdirSync(path.join(src, 'ckpt')).sort()).toEqual(ckptFiles);
   });
 });
 
@@ -625,7 +631,7 @@ describe('import-hf: diffusers AutoencoderKL folder', () => {
     expectEmptyOrAbsent(out);
     const r = await importHf(dir, { out });
     expect(r.models.map((m) => m.onnx)).toEqual(['vae_encoder.onnx', 'vae_decoder.onnx']);
-    expect(fs.readdirSync(out).sort()).toEqual(['manifest.json', 'vae_decoder.onnx', 'vae_decoder.onnx.data', 'vae_encoder.onnx', 'vae_encoder.onnx.data']);
+    expect(fs.readdirSync(out).filter((f) => f !== '.unifusion-output.json').sort()).toEqual(['manifest.json', 'vae_decoder.onnx', 'vae_decoder.onnx.data', 'vae_encoder.onnx', 'vae_encoder.onnx.data']);
     const dec = await runModel(path.join(out, 'vae_decoder.onnx'), { latent: ref.get('latent_in')! });
     expect(relErr(dec.image!, ref.get('decoded')!)).toBeLessThan(1e-4);
     const enc = await runModel(path.join(out, 'vae_encoder.onnx'), { image: ref.get('image')! });

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MARKER, OutputError, RunDir, checkOverlap, makeDirs, writeOutputDir, writeOutputFile } from '../src/io/outdir.ts';
+import { MARKER, OutputError, RunDir, checkOverlap, makeDirs, preflightOutputDir, preflightOutputFile, writeOutputDir, writeOutputFile } from '../src/io/outdir.ts';
 
 let root: string;
 beforeEach(() => {
@@ -225,5 +225,49 @@ describe('interrupts', () => {
     const code = await new Promise<NodeJS.Signals | number | null>((r) => child.on('exit', (c, s) => r(s ?? c)));
     expect(code).toBe('SIGTERM');
     expect(snapshot(root)).toEqual(before);
+  });
+});
+
+describe('preflight (the checks before a long command, without writing)', () => {
+  it('refuses what writeOutputDir / writeOutputFile / RunDir.open would, and creates nothing', async () => {
+    fs.writeFileSync(path.join(root, 'f'), 'x');
+    fs.mkdirSync(path.join(root, 'theirs'));
+    fs.writeFileSync(path.join(root, 'theirs', 'a.txt'), 'a');
+    const before = snapshot(root);
+    await expect(preflightOutputDir({ out: '/proc/unifusion-x/y', command: 't' })).rejects.toThrow(/--out '\/proc\/unifusion-x\/y': '\/proc' is a virtual file system that cannot hold outputs/);
+    await expect(preflightOutputDir({ out: path.join(root, 'f', 'sub'), command: 't' })).rejects.toThrow(/--out '.*f\/sub': '.*f' is a file, not a folder/);
+    await expect(preflightOutputDir({ out: path.join(root, 'theirs'), command: 't' })).rejects.toThrow(/already holds files unifusion did not write \('a\.txt'\)/);
+    await expect(preflightOutputFile({ out: path.join(root, 'f'), command: 't' })).rejects.toThrow(/already exists and was not written by unifusion/);
+    await expect(RunDir.preflight({ out: path.join(root, 'theirs'), command: 'train' })).rejects.toThrow(/already holds files/);
+    await expect(preflightOutputDir({ out: path.join(root, 'new', 'deeper'), command: 't', flag: '--dir' })).resolves.toBeUndefined();
+    expect(snapshot(root)).toEqual(before);
+  });
+});
+
+describe('RunDir: logs, failed starts, killed runs', () => {
+  it('claim records a log before it is written; a run that wrote nothing leaves no trace; stale temps of dead processes are ours', async () => {
+    const out = path.join(root, 'a', 'run');
+    const rd = await RunDir.open({ out, command: 'train' });
+    await rd.discardIfUnused();
+    expect(fs.existsSync(path.join(root, 'a'))).toBe(false);
+
+    const rd2 = await RunDir.open({ out, command: 'train' });
+    const log = await rd2.claim('metrics.jsonl');
+    fs.appendFileSync(log, '{"step":1}\n');
+    expect(ours(out)).toEqual(['metrics.jsonl']);
+    fs.writeFileSync(path.join(out, 'user.log'), 'u');
+    await expect(rd2.claim('user.log')).rejects.toThrow(/'.*user\.log' exists and was not written by unifusion/);
+    fs.rmSync(path.join(out, 'user.log'));
+    // a temp file of a killed writer (pid 2^22 + 1 does not exist) is not someone else's file
+    const stale = path.join(out, '.step-000000001.safetensors.tmp-4194305-0123abcd');
+    fs.writeFileSync(stale, 'half');
+    const again = await RunDir.open({ out, command: 'train', resume: true });
+    expect(fs.existsSync(stale)).toBe(false);
+    expect(again.owns('metrics.jsonl')).toBe(true);
+    // opening an earlier run and failing at once changes nothing
+    const markerBefore = fs.readFileSync(path.join(out, MARKER), 'utf8');
+    const failed = await RunDir.open({ out, command: 'train', resume: true });
+    await failed.discardIfUnused();
+    expect(fs.readFileSync(path.join(out, MARKER), 'utf8')).toBe(markerBefore);
   });
 });

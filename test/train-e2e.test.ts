@@ -93,6 +93,6 @@ describe('training end to end (onnxruntime CPU)', () => {
       process.exitCode = code;
     }
     expect(errs[0]).toBe("error: train file 'examples/transformer.ts' must default-export defineTrainStep({...})\n");
-    expect(errs[1]).toMatch(/^error: checkpoint dir '.*checkpoints' already holds checkpoints \(latest: step 400\); resume from them or use another dir\n$/);
+    expect(errs[1]).toMatch(/^error: --out '.*mlp' holds an earlier run \('checkpoints\/step-000000300\.safetensors', .*\); pass --resume to continue it, or choose a new folder\n$/);
   });
 });

@@ -31,6 +31,8 @@ export interface EmitOptions {
   /** params for which this returns true become graph inputs whatever the weight mode (trainable params of a step graph) */
   paramAsInput?: (p: Node<'param'>) => boolean;
   docString?: string;
+  /** the model's metadata_props (producer, preset, weights mode, ... : see compileGraph) */
+  metadata?: Readonly<Record<string, string>>;
 }
 
 export interface ExternalChunk {
@@ -96,13 +98,27 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
       if (!prev || (prev.coeff !== 1 && c === 1)) symSource.set(mono, { input: inp.params.name, axis, coeff: c });
     });
 
+  // ONNX node names carry the module path of the IR node being lowered ('dit/blocks.3/attn/MatMul_2',
+  // numbered per module and op type, as torch.onnx does), and the doc_string its file:line, so
+  // that an onnxruntime error naming a node can be traced back to the user's code.
+  let lowering: Node | undefined;
+  const perScope = new Map<string, number>();
+  const nodeName = (opType: string): string => {
+    const scope = lowering?.scope ?? '';
+    const key = `${scope}\0${opType}`;
+    const k = perScope.get(key) ?? 0;
+    perScope.set(key, k + 1);
+    return `${scope ? `${scope}/` : ''}${opType}_${k}`;
+  };
+
   const cx: LowerCtx = {
     emit(opType, ins, attrs = {}, outputs = 1) {
       const outs = Array.from({ length: outputs }, () => fresh(opType.toLowerCase()));
       const attribute_ = Object.keys(attrs)
         .sort()
         .map((k) => attribute(k, attrs[k] as Attr));
-      nodes.push({ opType, input: [...ins], output: outs, name: `${opType}_${nodes.length}`, attribute: attribute_ });
+      const site = lowering?.site;
+      nodes.push({ opType, input: [...ins], output: outs, name: nodeName(opType), attribute: attribute_, ...(site ? { docString: site } : {}) });
       return outs;
     },
     emit1(opType, ins, attrs) {
@@ -208,8 +224,10 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
   for (const n of graph.nodes()) {
     if (n.is('param') && usedNames.has(n.params.name)) throw new OpError(`graph '${graph.name}': parameter name '${n.params.name}' clashes with another input or parameter`);
     if (n.is('param')) usedNames.add(n.params.name);
+    lowering = n;
     names.set(n, opDef(n.op).lower(cx, n.params as never, n.inputs.map((i) => names.get(i)!), n as never));
   }
+  lowering = undefined;
 
   // Name graph outputs: rename the producing node's output where that is safe, else Identity.
   const produced = new Map<string, NodeProto>();
@@ -221,7 +239,7 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
     if (producer && !renamed.has(v) && !usedNames.has(o.name)) {
       renamed.set(v, o.name);
     } else if (v !== o.name) {
-      nodes.push({ opType: 'Identity', input: [renamed.get(v) ?? v], output: [o.name], name: `Identity_${nodes.length}` });
+      nodes.push({ opType: 'Identity', input: [renamed.get(v) ?? v], output: [o.name], name: nodeName('Identity') });
     }
     usedNames.add(o.name);
     return valueInfo(o.name, o.node.dtype, o.node.shape);
@@ -239,6 +257,20 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
     producerVersion: '0.1.0',
     docString: opts.docString ?? '',
     graph: { name: graph.name, node: nodes, input: inputs, output: outputs, initializer: initializers },
+    ...(opts.metadata ? { metadataProps: Object.entries(opts.metadata).map(([key, value]) => ({ key, value })) } : {}),
   };
   return { model, external, externalFile, externalBytes };
+}
+
+/** The model's metadata_props as a record. */
+export function modelMetadata(model: ModelProto): Record<string, string> {
+  return Object.fromEntries((model.metadataProps ?? []).map((e) => [e.key ?? '', e.value ?? '']));
+}
+
+/** Set (or add) one metadata_props entry: e.g. import-hf marks a skeleton-emitted model whose data it filled. */
+export function setModelMetadata(model: ModelProto, key: string, value: string): void {
+  const props = (model.metadataProps ??= []);
+  const e = props.find((p) => p.key === key);
+  if (e) e.value = value;
+  else props.push({ key, value });
 }

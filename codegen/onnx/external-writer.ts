@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { encodeModel } from './proto.ts';
+import { makeDirs } from '../../src/io/outdir.ts';
 import type { Emitted, ExternalChunk } from './emit.ts';
 import { atomicWrite, type WrittenModel } from './write.ts';
 
@@ -17,7 +18,7 @@ export type FillChunk = (chunk: ExternalChunk, write: (bytes: Uint8Array, at: nu
 
 /** Write `<dir>/<name>.onnx` and its external data (each via temp file + rename). */
 export async function writeModelStreaming(dir: string, name: string, em: Emitted, fill: FillChunk): Promise<WrittenModel> {
-  await fs.promises.mkdir(dir, { recursive: true });
+  await makeDirs(dir); // level by level: Node's recursive mkdir spins forever on procfs
   const bytes = encodeModel(em.model);
   if (bytes.byteLength > PROTOBUF_LIMIT) throw new Error(`model '${name}' is ${bytes.byteLength} bytes, over protobuf's 2 GiB limit`);
   let dataPath: string | undefined;

@@ -3,6 +3,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { encodeModel } from './proto.ts';
+import { makeDirs } from '../../src/io/outdir.ts';
 import type { Emitted } from './emit.ts';
 
 const PROTOBUF_LIMIT = 2 ** 31 - 1;
@@ -31,7 +32,7 @@ export interface WrittenModel {
 
 /** Write `<dir>/<name>.onnx` (+ its external data file). */
 export async function writeModel(dir: string, name: string, em: Emitted): Promise<WrittenModel> {
-  await fs.mkdir(dir, { recursive: true });
+  await makeDirs(dir); // level by level: Node's recursive mkdir spins forever on procfs
   const bytes = encodeModel(em.model);
   if (bytes.byteLength > PROTOBUF_LIMIT) throw new Error(`model '${name}' is ${bytes.byteLength} bytes, over protobuf's 2 GiB limit: emit with weights 'external'`);
   const onnxPath = path.join(dir, `${name}.onnx`);

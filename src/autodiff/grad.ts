@@ -64,6 +64,9 @@ export function grad(b: Builder, loss: Node, wrt: readonly Node[], opts: GradOpt
     }
     const def = opDef(n.op);
     if (def.vjp === 'nondiff') continue;
+    // gradient nodes are named after the forward module they differentiate ('backward/dit/blocks.3/attn/MatMul_0')
+    nb.scope = n.scope ? `backward/${n.scope}` : 'backward';
+    nb.site = n.site;
     const cots = def.vjp(nb, n.params as never, n.inputs, n as never, g);
     n.inputs.forEach((inp, i) => {
       const c = cots[i];

@@ -1,8 +1,19 @@
-// `unifusion compile <graph.ts> [--preset NAME] --out DIR`
+// `unifusion compile <graph.ts> [--preset NAME] --out DIR [--weights MODE] [--force] [--no-typecheck]`
+//
+// Order of work, so that a bad --out or a bad graph fails before anything is written: check the
+// output folder (overlap with the graph file, ownership, writable: src/io/outdir.ts), start the
+// type check in a worker, bundle + trace + optimise + emit beside it, require the check to pass,
+// then write <name>.onnx (+ .onnx.data) and manifest.json through a staging folder renamed into
+// place. An earlier compile's files in DIR are replaced exactly (stale .onnx.data included);
+// files of anyone else's in DIR are never touched (refused unless --force, then kept).
+import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { compileGraph, writeCompiled } from '../compiler.ts';
 import type { WeightMode } from '../../codegen/onnx/emit.ts';
-import { loadGraphFile } from './load-graph.ts';
+import { displayPath, preflightOutputDir, writeOutputDir, type OutputTarget } from '../io/outdir.ts';
+import { UsageError } from './errors.ts';
+import { GraphFileError, loadGraphFile } from './load-graph.ts';
+import { startTypecheck, withTypecheck } from './typecheck.ts';
 
 export interface CompileCommandOptions {
   preset?: string;
@@ -10,35 +21,76 @@ export interface CompileCommandOptions {
   weights?: WeightMode | 'auto';
   debug?: boolean;
   quiet?: boolean;
+  /** trained weights to bake in: safetensors files and/or `train` run folders (later ones win) */
+  params?: string[];
+  /** with --params: take the EMA weights (default: when the params have them) */
+  ema?: boolean;
+  /** with --params: allow tensors that are not params of this graph */
+  allowUnusedParams?: boolean;
+  /** write beside files in DIR that unifusion did not write (they are kept) */
+  force?: boolean;
+  /** type-check the graph file first (default true) */
+  typecheck?: boolean;
 }
 
 const WEIGHT_MODES = ['auto', 'embed', 'external', 'skeleton', 'inputs'];
 
+/** sha256 of a preset's config, key order ignored: the model's metadata says which config built it. */
+export function configHash(cfg: unknown): string {
+  const stable = (v: unknown): string => {
+    if (Array.isArray(v)) return `[${v.map(stable).join(',')}]`;
+    if (v !== null && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${stable(o[k])}`).join(',')}}`;
+    }
+    return JSON.stringify(v) ?? 'null';
+  };
+  return createHash('sha256').update(stable(cfg)).digest('hex');
+}
+
 export async function compileCommand(file: string, opts: CompileCommandOptions): Promise<void> {
-  if (opts.weights && !WEIGHT_MODES.includes(opts.weights)) throw new Error(`--weights must be one of ${WEIGHT_MODES.join(', ')}, got '${opts.weights}'`);
+  if (opts.weights && !WEIGHT_MODES.includes(opts.weights)) throw new UsageError(`--weights must be one of ${WEIGHT_MODES.join(', ')}, got '${opts.weights}'`);
+  const target: OutputTarget = { out: opts.out, inputs: [{ path: file, what: '<graph>' }, ...(opts.params ?? []).map((p) => ({ path: p, what: '--params' }))], force: opts.force, command: 'compile' };
+  await preflightOutputDir(target);
   const t0 = performance.now();
-  const def = await loadGraphFile(file);
-  const preset = opts.preset ?? def.defaultPreset ?? Object.keys(def.presets)[0];
-  if (preset === undefined || !(preset in def.presets))
-    throw new Error(`graph file '${file}': unknown preset '${preset}' (known: ${Object.keys(def.presets).join(', ') || 'none'})`);
-  const t1 = performance.now();
-  const graph = def.trace(preset);
-  const t2 = performance.now();
-  const compiled = compileGraph(graph, { weights: opts.weights, debug: opts.debug, preset });
-  const t3 = performance.now();
-  const w = await writeCompiled(opts.out, compiled);
+  const check = opts.typecheck === false ? undefined : startTypecheck(file);
+  const { def, preset, compiled, times } = await withTypecheck(check, 'graph file', async () => {
+    const def = await loadGraphFile(file);
+    const preset = opts.preset ?? def.defaultPreset ?? Object.keys(def.presets)[0];
+    if (preset === undefined || !Object.hasOwn(def.presets, preset))
+      throw new GraphFileError(`graph file '${file}': unknown preset '${preset}' (known: ${Object.keys(def.presets).join(', ') || 'none'})`);
+    const t1 = performance.now();
+    const graph = def.trace(preset);
+    let paramValues: Map<string, import('../io/host.ts').HostTensor> | undefined;
+    if (opts.params?.length) {
+      const { loadTrainedParams, matchParams } = await import('../../runtime/pipeline/params.ts');
+      const trained = loadTrainedParams(opts.params, { ema: opts.ema });
+      matchParams(graph, trained, { allowUnused: opts.allowUnusedParams });
+      paramValues = trained.params;
+    }
+    const t2 = performance.now();
+    const metadata = { graph_file: displayPath(file), config_hash: configHash(def.presets[preset]) };
+    const compiled = compileGraph(graph, { weights: opts.weights, debug: opts.debug, preset, metadata, paramValues });
+    return { def, preset, compiled, times: [t1, t2, performance.now()] as const };
+  }, { primary: (e) => e instanceof GraphFileError });
+  const [t1, t2, t3] = times;
+  const tc = performance.now();
+  const cached = check ? (await check.result).cached : false;
+  const written = await writeOutputDir(target, (stage) => writeCompiled(stage, compiled));
+  const w = written.result;
   const t4 = performance.now();
   if (opts.quiet) return;
   const m = compiled.manifest;
   const fmt = (n: number) => n.toLocaleString('en-US');
+  const final = (p: string) => displayPath(path.join(written.dir, path.basename(p)));
   const lines = [
-    `compiled ${def.name} (preset ${preset}) -> ${path.relative(process.cwd(), w.onnxPath) || w.onnxPath}`,
+    `compiled ${def.name} (preset ${preset}) -> ${final(w.onnxPath)}`,
     `  inputs:  ${m.inputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(', ')}]`).join('; ')}`,
     `  outputs: ${m.outputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(', ')}]`).join('; ')}`,
     `  params:  ${fmt(m.paramCount)} (${fmt(m.trainableParamCount)} trainable) in ${m.params.length} tensors, weights ${m.weights}`,
     `  nodes:   ${m.irNodes} IR -> ${m.onnxNodes} ONNX (opset ${m.opset}); ${fmt(w.onnxBytes)} bytes onnx${w.dataBytes ? ` + ${fmt(w.dataBytes)} bytes external data` : ''}`,
-    `  time:    load ${(t1 - t0).toFixed(0)} ms, trace ${(t2 - t1).toFixed(0)} ms, passes+emit ${(t3 - t2).toFixed(0)} ms, write ${(t4 - t3).toFixed(0)} ms`,
-    `  manifest: ${path.relative(process.cwd(), w.manifestPath) || w.manifestPath}`,
+    `  time:    load ${(t1 - t0).toFixed(0)} ms, trace ${(t2 - t1).toFixed(0)} ms, passes+emit ${(t3 - t2).toFixed(0)} ms${check ? (cached ? ', type check passed before (files unchanged)' : `, type check ${(tc - t0).toFixed(0)} ms (beside them)`) : ''}, write ${(t4 - tc).toFixed(0)} ms`,
+    `  manifest: ${final(w.manifestPath)}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

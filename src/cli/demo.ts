@@ -6,8 +6,10 @@
 //     weights and check onnxruntime against the float64 reference interpreter on a padded batch;
 //  3. sample every training prompt with Euler steps of the learned flow (noise at t = 1 -> t = 0)
 //     and measure whether each sample landed nearer its own prompt's latent than the others'.
-// Everything it makes stays in --out.
-import * as fs from 'node:fs';
+// Everything it makes stays in --out, which is written as a whole (src/io/outdir.ts): staged
+// beside it and renamed into place at the end, so an earlier demo's folder is replaced exactly,
+// a failed or interrupted demo leaves the previous one as it was, and a folder holding files the
+// demo did not write is refused (with --force they are kept).
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compileGraph, writeCompiled } from '../compiler.ts';
@@ -21,6 +23,8 @@ import { decoderLMEncoder, uniFusionForward } from '../../graphs/unifusion.ts';
 import { decoderConfigFromHF } from '../../graphs/vlm/index.ts';
 import trainDef, { BATCH, CONFIG, dataset, LATENT, SEQ, TINY_VLM_CONFIG } from '../../examples/train-unifusion-tiny.ts';
 import { trainCommand } from './train.ts';
+import { displayPath, preflightOutputDir, writeOutputDir, type OutputTarget } from '../io/outdir.ts';
+import { UsageError } from './errors.ts';
 
 const TRAIN_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples/train-unifusion-tiny.ts');
 
@@ -28,10 +32,12 @@ export interface DemoOptions {
   out: string;
   device?: string;
   /** training steps (default 500) */
-  steps?: number;
+  steps?: number | string;
   /** Euler steps of the sampler (default 20) */
-  sampleSteps?: number;
+  sampleSteps?: number | string;
   quiet?: boolean;
+  /** write into a folder that holds files the demo did not write (they are kept) */
+  force?: boolean;
 }
 
 export interface DemoResult {
@@ -45,25 +51,32 @@ export interface DemoResult {
   matched: number;
 }
 
-const rel = (p: string) => path.relative(process.cwd(), p) || p;
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 export async function demoCommand(opts: DemoOptions): Promise<DemoResult> {
+  const steps = Number(opts.steps ?? 500);
+  const sampleSteps = Number(opts.sampleSteps ?? 20);
+  if (!(Number.isInteger(steps) && steps >= 20)) throw new UsageError(`demo: --steps must be an integer >= 20, got ${opts.steps}`);
+  if (!(Number.isInteger(sampleSteps) && sampleSteps >= 1)) throw new UsageError(`demo: --sample-steps must be a positive integer, got ${opts.sampleSteps}`);
+  const target: OutputTarget = { out: opts.out, force: opts.force, command: 'demo' };
+  await preflightOutputDir(target);
+  const device = opts.device ?? 'cpu';
+  const final = path.resolve(opts.out);
+  const { result } = await writeOutputDir(target, (stage) => runDemo(stage, final, { steps, sampleSteps, device, quiet: opts.quiet }));
+  return result;
+}
+
+async function runDemo(out: string, final: string, opts: { steps: number; sampleSteps: number; device: string; quiet?: boolean }): Promise<DemoResult> {
   const say = (s: string) => {
     if (!opts.quiet) process.stdout.write(s + '\n');
   };
-  const steps = opts.steps ?? 500;
-  const sampleSteps = opts.sampleSteps ?? 20;
-  if (!(Number.isInteger(steps) && steps >= 20)) throw new Error(`demo: --steps must be an integer >= 20, got ${opts.steps}`);
-  if (!(Number.isInteger(sampleSteps) && sampleSteps >= 1)) throw new Error(`demo: --sample-steps must be a positive integer, got ${opts.sampleSteps}`);
-  const out = path.resolve(opts.out);
-  fs.mkdirSync(out, { recursive: true });
-  const device = opts.device ?? 'cpu';
+  const { steps, sampleSteps, device } = opts;
+  // paths as they will be once the staging folder is in place
+  const rel = (p: string) => displayPath(path.join(final, path.relative(out, p)));
 
-  // 1. train: the `unifusion train` path on the example file
+  // 1. train: the `unifusion train` path on the example file (type-checked by the package's own tsc)
   const trainDir = path.join(out, 'train');
-  fs.rmSync(trainDir, { recursive: true, force: true });
-  const run = await trainCommand(TRAIN_FILE, { steps, out: trainDir, device, quiet: true, progress: opts.quiet ? false : undefined });
+  const run = await trainCommand(TRAIN_FILE, { steps, out: trainDir, device, quiet: true, progress: opts.quiet ? false : undefined, typecheck: false });
   const step = run.compiled;
   const params = run.params;
   const losses = run.records.filter((r) => !r.rejected).map((r) => r.loss);
@@ -99,7 +112,7 @@ export async function demoCommand(opts: DemoOptions): Promise<DemoResult> {
     timestep: fromFloat64('f32', [P], Float64Array.from({ length: P }, () => rng.uniform())),
   };
   writeSafetensors(path.join(out, 'inputs.safetensors'), check);
-  const session = await Session.load(written.onnxPath, { device });
+  const session = await Session.load(written.onnxPath, { device, checkFinite: false });
   let forwardRelErr: number;
   const samples = new Float64Array(P * n);
   try {

@@ -6,11 +6,12 @@
 // optimise the graph (weights not materialised), match every parameter against the checkpoint
 // headers (name, shape, dtype), and only then stream the weights, tensor by tensor and converted
 // to the graph's dtype, into a temp folder next to DIR that is renamed into place at the end.
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compileGraph, type Manifest } from '../compiler.ts';
 import { writeModelStreaming } from '../../codegen/onnx/external-writer.ts';
+import { setModelMetadata } from '../../codegen/onnx/emit.ts';
+import { displayPath, MARKER, preflightOutputDir, writeOutputDir, type OutputTarget } from '../io/outdir.ts';
 import type { Graph } from '../ir/graph.ts';
 import type { DType } from '../ir/dtype.ts';
 import type { HostTensor } from '../io/host.ts';
@@ -60,7 +61,7 @@ export interface ImportOptions {
   out: string;
   taps?: string;
   dtype?: WeightDType;
-  /** replace a non-empty DIR */
+  /** write into a DIR holding files unifusion did not write (they are kept); DIR may still never overlap the checkpoint */
   force?: boolean;
   /** families to try, in order (default: the built-in registry) */
   families?: readonly ImportFamily[];
@@ -170,26 +171,23 @@ export async function importHf(src: string, opts: ImportOptions): Promise<Import
   }
 
   const out = path.resolve(opts.out);
-  checkOutDir(out, opts.force);
+  // The output may not be, contain or lie inside the checkpoint (--force does not change that),
+  // and a folder of someone else's files is refused unless --force (they are kept even then).
+  const target: OutputTarget = { out: opts.out, inputs: [{ path: src, what: '<checkpoint>' }], force: opts.force, command: 'import-hf' };
+  await preflightOutputDir(target);
   const buildOpts: BuildOptions = { taps: opts.taps, dtype: opts.dtype };
-  const tmp = path.join(path.dirname(out), `.${path.basename(out)}.import-${process.pid}-${randomBytes(4).toString('hex')}`);
-
-  // a parent folder this import creates is removed again on failure
-  const createdParent = fs.mkdirSync(path.dirname(out), { recursive: true });
-  const cleanup = () => {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    if (createdParent) fs.rmSync(createdParent, { recursive: true, force: true });
-  };
 
   if (family.importInto) {
-    try {
-      const r = await family.importInto(src, tmp, buildOpts);
-      moveIntoPlace(tmp, out, opts.force);
-      return { out, family: family.label, modelType: modelTypeOf(config), models: r.models, ignored: r.ignored ?? [], conversions: {} };
-    } catch (e) {
-      cleanup();
-      throw e;
-    }
+    const importInto = family.importInto;
+    // importInto fills a folder that does not exist yet: a subfolder of the staging folder, moved up
+    const w = await writeOutputDir(target, async (stage) => {
+      const inner = path.join(stage, '.import');
+      const r = await importInto(src, inner, buildOpts);
+      for (const f of fs.readdirSync(inner)) if (f !== MARKER) fs.renameSync(path.join(inner, f), path.join(stage, f));
+      fs.rmSync(inner, { recursive: true, force: true });
+      return r;
+    });
+    return { out, family: family.label, modelType: modelTypeOf(config), models: w.result.models, ignored: w.result.ignored ?? [], conversions: {} };
   }
   if (!family.build) throw new HfError(`family '${family.label}' can neither build graphs nor import`);
 
@@ -197,6 +195,9 @@ export async function importHf(src: string, opts: ImportOptions): Promise<Import
   try {
     const graphs = await family.build(config, buildOpts);
     const ckpt = (ckptRef.c = HfCheckpoint.open(src, { basename: family.weightsBasename }));
+    // Every layer config.json declares must be in the checkpoint, tapped or not: a checkpoint
+    // missing layers is broken (a truncated download, a wrong config), whatever the taps use.
+    if (buildOpts.taps !== 'last') checkDeclaredLayers(await family.build(config, { ...buildOpts, taps: 'last' }), graphs, ckpt, path.join(src, 'config.json'));
     // Compile and plan every graph before writing anything.
     const planned = graphs.map((g) => plan(g, ckpt));
     const used = new Set<string>();
@@ -209,39 +210,96 @@ export async function importHf(src: string, opts: ImportOptions): Promise<Import
         if (!key.startsWith(`${n.dtype}->`)) conversions[key] = (conversions[key] ?? 0) + 1;
       }
 
-    fs.mkdirSync(tmp);
     const models: ImportedModel[] = [];
-    for (const p of planned) {
-      const name = p.compiled.graph.name;
-      const params = new Map(p.compiled.graph.params().map((n) => [n.params.name, n.params]));
-      log(`writing ${name}.onnx: ${p.compiled.emitted.external.length} external tensors, ${fmtBytes(p.compiled.emitted.externalBytes)}`);
-      const w = await writeModelStreaming(tmp, name, p.compiled.emitted, (chunk, write) => {
-        ckpt.stream(p.weights.source.get(chunk.name)!, params.get(chunk.name)!.dtype, write);
-      });
-      const manifest: Manifest = { ...p.compiled.manifest, weights: 'external' };
-      models.push({ onnx: path.basename(w.onnxPath), externalData: w.dataPath && path.basename(w.dataPath), manifest });
-    }
-    const record = {
-      format: 'unifusion-import',
-      source: path.resolve(src),
-      family: family.label,
-      modelType: modelTypeOf(config),
-      taps: opts.taps ?? DEFAULT_TAPS,
-      dtype: opts.dtype ?? 'f32',
-      checkpointTensors: ckpt.size,
-      ignoredTensors: ignored.length,
-      conversions,
-      models: models.map((m) => m.manifest),
-    };
-    fs.writeFileSync(path.join(tmp, 'manifest.json'), JSON.stringify(record, null, 2) + '\n');
-    moveIntoPlace(tmp, out, opts.force);
+    await writeOutputDir(target, async (tmp) => {
+      for (const p of planned) {
+        const name = p.compiled.graph.name;
+        const params = new Map(p.compiled.graph.params().map((n) => [n.params.name, n.params]));
+        // emitted as a skeleton, filled with the checkpoint's weights here: a complete model
+        setModelMetadata(p.compiled.emitted.model, 'weights', 'external');
+        setModelMetadata(p.compiled.emitted.model, 'source', path.resolve(src));
+        log(`writing ${name}.onnx: ${p.compiled.emitted.external.length} external tensors, ${fmtBytes(p.compiled.emitted.externalBytes)}`);
+        const w = await writeModelStreaming(tmp, name, p.compiled.emitted, (chunk, write) => {
+          ckpt.stream(p.weights.source.get(chunk.name)!, params.get(chunk.name)!.dtype, write);
+        });
+        const manifest: Manifest = { ...p.compiled.manifest, weights: 'external', metadata: { ...p.compiled.manifest.metadata, weights: 'external', source: path.resolve(src) } };
+        models.push({ onnx: path.basename(w.onnxPath), externalData: w.dataPath && path.basename(w.dataPath), manifest });
+      }
+      const record = {
+        format: 'unifusion-import',
+        source: path.resolve(src),
+        family: family.label,
+        modelType: modelTypeOf(config),
+        taps: opts.taps ?? DEFAULT_TAPS,
+        dtype: opts.dtype ?? 'f32',
+        checkpointTensors: ckpt.size,
+        ignoredTensors: ignored.length,
+        conversions,
+        models: models.map((m) => m.manifest),
+      };
+      fs.writeFileSync(path.join(tmp, 'manifest.json'), JSON.stringify(record, null, 2) + '\n');
+    });
     return { out, family: family.label, modelType: modelTypeOf(config), models, ignored, conversions };
-  } catch (e) {
-    cleanup();
-    throw e;
   } finally {
     ckptRef.c?.close();
   }
+}
+
+/**
+ * Check the parameters of every layer config.json declares (the graphs built with taps 'last')
+ * against the checkpoint headers, names and shapes, before anything is compiled or written.
+ * Only what the tapped graphs do not already cover is looked at again.
+ */
+function checkDeclaredLayers(full: ImportGraph[], tapped: ImportGraph[], ckpt: HfCheckpoint, configFile: string): void {
+  const covered = new Set(tapped.flatMap((g) => g.graph.params().map((p) => p.params.name)));
+  const missing: string[] = [];
+  const wrong: string[] = [];
+  for (const g of full) {
+    const resolve = resolverFor(g, ckpt);
+    for (const p of g.graph.params()) {
+      const name = p.params.name;
+      if (covered.has(name)) continue;
+      const c = resolve(name);
+      if (!ckpt.has(c)) missing.push(c);
+      else {
+        const t = ckpt.info(c);
+        if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) wrong.push(`'${c}' is [${t.shape.join(', ')}], config.json implies [${p.shape.join(', ')}]`);
+      }
+    }
+  }
+  if (!missing.length && !wrong.length) return;
+  const layers = [...new Set(missing.map((n) => /(?:^|\.)layers?\.(\d+)\./.exec(n)?.[1]).filter((x): x is string => x !== undefined))].map(Number).sort((a, b) => a - b);
+  const span = layers.length ? ` (layer${layers.length > 1 ? 's' : ''} ${compactRanges(layers)})` : '';
+  const shown = [...missing.slice(0, 4).map((n) => `missing '${n}'`), ...wrong.slice(0, 4)];
+  const more = missing.length + wrong.length - shown.length;
+  throw new HfError(
+    `${configFile} declares layers the checkpoint in ${ckpt.dir} does not hold${span}: ${shown.join('; ')}${more > 0 ? `; ... and ${more} more` : ''}. ` +
+      `The checkpoint is incomplete (an interrupted download?) or config.json belongs to another model; every declared layer is checked, tapped or not`,
+  );
+}
+
+function compactRanges(xs: number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < xs.length; ) {
+    let j = i;
+    while (j + 1 < xs.length && xs[j + 1] === xs[j]! + 1) j++;
+    parts.push(i === j ? `${xs[i]}` : `${xs[i]}..${xs[j]}`);
+    i = j + 1;
+  }
+  return parts.join(', ');
+}
+
+/** graph param name -> checkpoint name, as plan() resolves it. */
+function resolverFor(g: ImportGraph, ckpt: HfCheckpoint): (n: string) => string {
+  if (g.checkpointNames) {
+    const names = g.checkpointNames;
+    return (n) => {
+      const c = names(n);
+      return c.find((x) => ckpt.has(x)) ?? c[0] ?? n;
+    };
+  }
+  const r = nameRules(g, ckpt);
+  return (n) => applyRules(n, r, (c) => ckpt.has(c));
 }
 
 interface Planned {
@@ -318,34 +376,6 @@ class LazyValues extends Map<string, HostTensor> {
   }
 }
 
-function checkOutDir(out: string, force?: boolean): void {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(out);
-  } catch {
-    return;
-  }
-  if (!st.isDirectory()) throw new HfError(`--out ${out} exists and is not a folder`);
-  if (fs.readdirSync(out).length && !force) throw new HfError(`--out ${out} is not empty (use --force to replace it)`);
-}
-
-/** Rename the finished temp folder to `out`; an existing `out` is swapped out first and removed after. */
-function moveIntoPlace(tmp: string, out: string, force?: boolean): void {
-  checkOutDir(out, force); // again: it may have been filled meanwhile
-  let old: string | undefined;
-  if (fs.existsSync(out)) {
-    old = `${tmp}.old`;
-    fs.renameSync(out, old);
-  }
-  try {
-    fs.renameSync(tmp, out);
-  } catch (e) {
-    if (old) fs.renameSync(old, out);
-    throw e;
-  }
-  if (old) fs.rmSync(old, { recursive: true, force: true });
-}
-
 function fmtBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   const u = ['KiB', 'MiB', 'GiB', 'TiB'];
@@ -369,7 +399,7 @@ export async function importHfCommand(src: string, opts: ImportCommandOptions): 
     if (!opts.quiet) process.stdout.write(s + '\n');
   };
   const r = await importHf(src, { out: opts.out, taps: opts.taps, dtype: opts.dtype, force: opts.force, log: say });
-  const rel = (p: string) => path.relative(process.cwd(), p) || p;
+  const rel = displayPath;
   const lines = [`imported ${rel(src)} (${r.modelType}) -> ${rel(r.out)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`];
   for (const m of r.models) {
     const mf = m.manifest;

@@ -52,6 +52,8 @@ export interface ModelInfo {
   parametersByPrefix: { prefix: string; parameters: number; tensors: number }[];
   externalData: ExternalDataFile[];
   externalBytes: number;
+  /** the model's metadata_props (unifusion writes producer, graph, preset, weights, param counts, graph_file, config_hash) */
+  metadata: Record<string, string>;
 }
 
 // ONNX TensorProto.DataType -> short name and bits per element, for types outside the IR.
@@ -158,6 +160,7 @@ export async function inspectModel(file: string): Promise<ModelInfo> {
     parametersByPrefix: [...groups].map(([prefix, e]) => ({ prefix, ...e })).sort((a, b) => b.parameters - a.parameters),
     externalData,
     externalBytes: externalData.reduce((s, f) => s + f.bytes, 0),
+    metadata: Object.fromEntries((model.metadataProps ?? []).map((e) => [e.key ?? '', e.value ?? ''])),
   };
 }
 
@@ -232,6 +235,12 @@ export function formatModelInfo(m: ModelInfo): string {
       const disk = f.fileBytes === null ? 'MISSING' : `${fmt(f.fileBytes)} bytes on disk`;
       lines.push(`    ${f.location || '(no location)'}: ${f.tensors} tensors, ${fmt(f.bytes)} bytes (${disk})`);
     }
+  }
+  const meta = Object.entries(m.metadata);
+  if (meta.length) {
+    lines.push('  metadata:');
+    const mw = Math.max(...meta.map(([k]) => k.length));
+    for (const [k, v] of meta) lines.push(`    ${pad(k, mw)}  ${v}`);
   }
   return lines.join('\n') + '\n';
 }

@@ -7,6 +7,7 @@ import { currentTrace, DSLError } from './trace.ts';
 import { OpError } from '../ir/node.ts';
 import { grad as gradImpl } from '../autodiff/grad.ts';
 import { userSite } from './site.ts';
+import { checkChoice, checkOptions } from './check.ts';
 
 function fail(msg: string): never {
   throw new DSLError(msg, userSite());
@@ -28,6 +29,7 @@ export function silu(x: Tensor): Tensor {
 }
 
 export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
+  checkChoice('gelu approximate', approximate, ['none', 'tanh'] as const);
   if (approximate === 'tanh') {
     const inner = x.add(x.mul(x).mul(x).mul(0.044715)).mul(Math.sqrt(2 / Math.PI));
     return x.mul(0.5).mul(inner.tanh().add(1));
@@ -37,6 +39,7 @@ export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
 
 /** RMSNorm over the last axis; statistics in f32 for low-precision inputs (as Hugging Face does). */
 export function rmsNorm(x: Tensor, weight: TensorLike | undefined, eps = 1e-6, opts: { offset?: number } = {}): Tensor {
+  checkOptions('rmsNorm', opts, ['offset']);
   const xf = x.upcast();
   const y = xf.mul(xf.square().mean(-1, true).add(eps).rsqrt());
   if (weight === undefined) return y.cast(x.dtype);
@@ -89,8 +92,9 @@ function invFreq(dim: number, theta: number): number[] {
  * rotates pairs (x[2i], x[2i+1]) as GPT-J / FLUX do.
  */
 export function rope(x: Tensor, positions: readonly Tensor[], dims: readonly number[], opts: { theta?: number; style?: RopeStyle; headsAxis?: boolean } = {}): Tensor {
+  checkOptions('rope', opts, ['theta', 'style', 'headsAxis']);
   const theta = opts.theta ?? 10000;
-  const style = opts.style ?? 'half';
+  const style = checkChoice('rope style', opts.style ?? 'half', ['half', 'interleaved'] as const);
   const D = x.dim(-1);
   if (!isStatic(D)) fail(`rope: head dim of ${x} must be static`);
   if (positions.length !== dims.length) fail(`rope: ${positions.length} position tensors for ${dims.length} sections`);
@@ -157,6 +161,7 @@ export interface AttentionMaskOptions {
  * rather than NaN that would leak through later layers.
  */
 export function sdpa(q: Tensor, k: Tensor, v: Tensor, opts: AttentionMaskOptions = {}): Tensor {
+  checkOptions('sdpa', opts, ['causal', 'keyMask', 'mask', 'scale']);
   if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) fail(`sdpa needs [B, H, S, D] tensors, got ${q}, ${k}, ${v}`);
   const [B, H, Sq, D] = q.shape as [Dim, Dim, Dim, Dim];
   const KV = k.dim(1), Sk = k.dim(2);

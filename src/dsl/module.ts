@@ -4,9 +4,10 @@
 // exactly as in PyTorch checkpoints. Names resolve lazily through parent links.
 import type { DType } from '../ir/dtype.ts';
 import type { Init } from '../ir/params.ts';
-import { currentTrace, DSLError } from './trace.ts';
+import { currentTrace, DSLError, tracing } from './trace.ts';
 import { Tensor } from './tensor.ts';
 import { userSite } from './site.ts';
+import { checkDType } from './check.ts';
 
 interface Owner {
   parent: Module;
@@ -24,7 +25,8 @@ export class Param {
     readonly init: Init,
     readonly dtype: DType = 'f32',
   ) {
-    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw new DSLError(`param shape [${shape}] must be non-negative integers`, userSite());
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new DSLError(`param shape [${shape}] must be non-negative integers`, userSite());
+    checkDType('param', dtype);
   }
   get path(): string {
     const o = this[OWNER];
@@ -59,6 +61,40 @@ function adopt(value: unknown, parent: Module, key: string): void {
   } else if (Array.isArray(value)) value.forEach((v, i) => adopt(v, parent, `${key}.${i}`));
 }
 
+// Module methods that do not trace ops (so need no scope) and must keep their identity.
+const UNSCOPED = new Set(['constructor', 'named', 'freeze', 'param', 'namedParameters', 'paramCount', 'scopePath']);
+// One scoped wrapper per (module, method), so `m.forward === m.forward` still holds.
+const scopedMethods = new WeakMap<object, Map<Function, Function>>();
+
+/**
+ * Methods of a subclass (forward, embed, ...) run with the module's path as the trace scope, so
+ * every node they make is named after the module that made it (ONNX node 'dit/blocks.3/attn/MatMul_2',
+ * as torch.onnx names them). Names of parameters, inputs and outputs are not affected.
+ */
+function scoped(mod: Module, key: string, fn: Function): Function {
+  let perModule = scopedMethods.get(mod);
+  if (!perModule) scopedMethods.set(mod, (perModule = new Map()));
+  let w = perModule.get(fn);
+  if (!w) {
+    // one frame only (no inScope closure): every frame between an op and the user's line costs
+    // the per-node site capture (src/dsl/site.ts) a few µs
+    w = function (this: unknown, ...args: unknown[]) {
+      const tr = tracing();
+      const scope = tr ? mod.scopePath() : '';
+      if (!tr || !scope) return fn.apply(this, args);
+      tr.enterScope(scope);
+      try {
+        return fn.apply(this, args);
+      } finally {
+        tr.exitScope();
+      }
+    };
+    Object.defineProperty(w, 'name', { value: key });
+    perModule.set(fn, w);
+  }
+  return w;
+}
+
 export abstract class Module {
   [OWNER]?: Owner;
   private frozenFlag = false;
@@ -67,6 +103,12 @@ export abstract class Module {
     // Returning a proxy from the base constructor makes it `this` in subclass
     // constructors, so plain property assignments name children.
     const proxy: Module = new Proxy(this, {
+      get(target, key, receiver) {
+        const v = Reflect.get(target, key, receiver);
+        // only methods from the class chain (not function-valued fields, not Module's own helpers)
+        if (typeof v !== 'function' || typeof key !== 'string' || UNSCOPED.has(key) || Object.hasOwn(target, key)) return v;
+        return scoped(receiver as Module, key, v as Function);
+      },
       set(target, key, value, receiver) {
         if (typeof key === 'string' && key !== 'frozenFlag' && key !== 'rootName') adopt(value, receiver as Module, key);
         return Reflect.set(target, key, value, receiver);
@@ -87,6 +129,15 @@ export abstract class Module {
     if (!o) return this.rootName;
     const pre = o.parent.path;
     return pre ? `${pre}.${o.key}` : o.key;
+  }
+
+  /** The module's path as a trace scope: '/'-separated module names ('dit/blocks.3/attn'). */
+  scopePath(): string {
+    const o = this[OWNER];
+    // a dotted root name ('vlm.embed_tokens', 'model.layers.3') reads as module path 'vlm/embed_tokens', 'model/layers.3'
+    if (!o) return this.rootName.split('.').reduce((acc, seg) => (acc === '' ? seg : /^\d+$/.test(seg) ? `${acc}.${seg}` : `${acc}/${seg}`), '');
+    const pre = o.parent.scopePath();
+    return pre ? `${pre}/${o.key}` : o.key;
   }
 
   /** Name a top-level module (its params become "<prefix>.weight", ...). */

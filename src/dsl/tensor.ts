@@ -6,6 +6,7 @@ import type { Node } from '../ir/node.ts';
 import type { BinaryKind, OpKind, OpParams, UnaryKind } from '../ir/params.ts';
 import { currentTrace, DSLError } from './trace.ts';
 import { userSite } from './site.ts';
+import { checkChoice, checkDType, checkOptions, checkShape } from './check.ts';
 
 /** Anything usable where a tensor is expected: numbers become constants of the other operand's dtype. */
 export type TensorLike = Tensor | number | { readonly t: Tensor };
@@ -15,6 +16,8 @@ function apply<K extends OpKind>(op: K, params: OpParams[K], inputs: readonly Te
 }
 
 export function constant(values: number | ArrayLike<number>, dtype: DType = 'f32', shape?: readonly number[]): Tensor {
+  checkDType('constant', dtype);
+  if (shape !== undefined) checkShape('constant', shape);
   const data = typeof values === 'number' ? Float64Array.of(values) : Float64Array.from(values);
   const s = shape ? [...shape] : typeof values === 'number' ? [] : [data.length];
   return apply('constant', { value: { dtype, shape: s, data } }, []);
@@ -100,6 +103,7 @@ export class Tensor {
   }
 
   cast(to: DType): Tensor {
+    checkDType(`cast of ${this.toString()}`, to);
     return to === this.dtype ? this : apply('cast', { to }, [this]);
   }
   /** cast to f32 when in a low-precision float (norm statistics, softmax) */
@@ -182,6 +186,7 @@ export class Tensor {
     return apply('gather', { axis: axis < 0 ? axis + this.rank : axis }, [this, indices]);
   }
   pad(pads: readonly number[], mode: 'constant' | 'reflect' | 'edge' = 'constant', value = 0): Tensor {
+    checkChoice('pad mode', mode, ['constant', 'reflect', 'edge'] as const);
     return apply('pad', { pads: [...pads], mode, value }, [this]);
   }
   upsampleNearest(scale: number): Tensor {
@@ -199,6 +204,8 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
 }
 
 export function range(size: Dim, opts: { start?: number; delta?: number; dtype?: DType } = {}): Tensor {
+  checkOptions('range', opts, ['start', 'delta', 'dtype']);
+  if (opts.dtype !== undefined) checkDType('range', opts.dtype);
   return apply('range', { start: opts.start ?? 0, delta: opts.delta ?? 1, size, dtype: opts.dtype ?? 'i64' }, []);
 }
 
@@ -208,6 +215,7 @@ export function conv2d(
   bias: TensorLike | undefined,
   opts: { stride?: number | [number, number]; padding?: number | [number, number, number, number]; dilation?: number | [number, number]; groups?: number } = {},
 ): Tensor {
+  checkOptions('conv2d', opts, ['stride', 'padding', 'dilation', 'groups']);
   const pair = (v: number | [number, number] | undefined, d: number): [number, number] => (v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : v);
   const p = opts.padding ?? 0;
   const pads: [number, number, number, number] = typeof p === 'number' ? [p, p, p, p] : p;

@@ -9,6 +9,7 @@
 import { promises as fsp } from 'node:fs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeOutputDir, type InputPath } from './outdir.ts';
 import { compileGraph, type Manifest } from '../compiler.ts';
 import { atomicWrite, writeModel } from '../../codegen/onnx/write.ts';
 import { isFloat, type DType } from '../ir/dtype.ts';
@@ -350,13 +351,17 @@ export async function importDiffusersVae(dir: string, outDir: string, opts: Impo
     graphs: { encoder: enc.manifest, decoder: dec.manifest },
   };
   const abs = path.resolve(outDir);
-  await writeFolderAtomically(abs, async (stage) => {
-    await writeModel(stage, encoder.name, enc.emitted);
-    await writeModel(stage, decoder.name, dec.emitted);
-    await atomicWrite(path.join(stage, 'manifest.json'), async (fh) => {
-      await fh.write(JSON.stringify(manifest, null, 2) + '\n');
-    });
-  });
+  await writeFolderAtomically(
+    abs,
+    async (stage) => {
+      await writeModel(stage, encoder.name, enc.emitted);
+      await writeModel(stage, decoder.name, dec.emitted);
+      await atomicWrite(path.join(stage, 'manifest.json'), async (fh) => {
+        await fh.write(JSON.stringify(manifest, null, 2) + '\n');
+      });
+    },
+    [{ path: vaeDir, what: '<vae folder>' }],
+  );
   return {
     outDir: abs,
     encoder: path.join(abs, `${encoder.name}.onnx`),
@@ -373,46 +378,12 @@ function latentAffine(cfg: VaeConfig): { shift: number | number[]; scale: number
 }
 
 /**
- * Fill a staging folder beside `outDir`, then move its files in. A missing `outDir` is
- * created by renaming the staging folder (one atomic step); into an existing one the files
- * are renamed one by one and removed again if a later rename fails. Parent folders this
- * function had to create are removed on failure.
+ * Fill a staging folder beside `outDir`, then put it in place (src/io/outdir.ts, the output
+ * discipline every command shares): a missing or empty `outDir` becomes the new output in one
+ * rename, an earlier output of ours is replaced exactly, and into a folder holding other files
+ * ours are moved in beside them (theirs are kept; one under a name we write stops it). On failure
+ * nothing is left, parent folders made for it included. `outDir` may not overlap `inputs`.
  */
-export async function writeFolderAtomically(outDir: string, fill: (stage: string) => Promise<void>): Promise<void> {
-  const parent = path.dirname(outDir);
-  const createdParent = await fsp.mkdir(parent, { recursive: true });
-  const stage = path.join(parent, `.${path.basename(outDir)}.staging-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  try {
-    await fsp.mkdir(stage);
-    await fill(stage);
-    let exists = true;
-    try {
-      await fsp.access(outDir);
-    } catch {
-      exists = false;
-    }
-    if (!exists) {
-      try {
-        await fsp.rename(stage, outDir);
-        return;
-      } catch {
-        // created concurrently: fall through to moving files into it
-      }
-    }
-    const moved: string[] = [];
-    try {
-      for (const f of await fsp.readdir(stage)) {
-        await fsp.rename(path.join(stage, f), path.join(outDir, f));
-        moved.push(f);
-      }
-    } catch (e) {
-      for (const f of moved) await fsp.rm(path.join(outDir, f), { force: true });
-      throw e;
-    }
-  } catch (e) {
-    if (createdParent) await fsp.rm(createdParent, { recursive: true, force: true });
-    throw e;
-  } finally {
-    await fsp.rm(stage, { recursive: true, force: true });
-  }
+export async function writeFolderAtomically(outDir: string, fill: (stage: string) => Promise<void>, inputs: readonly InputPath[] = []): Promise<void> {
+  await writeOutputDir({ out: outDir, inputs, force: true, command: 'import-hf' }, fill);
 }

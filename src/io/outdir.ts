@@ -58,13 +58,26 @@ interface Marker {
   written: string;
 }
 
-const show = (p: string) => {
-  const r = path.relative(process.cwd(), p);
-  return r === '' ? '.' : r.startsWith('..') && path.isAbsolute(p) ? p : r;
-};
+/**
+ * A path as a user wants to read it in a message: relative to the working directory when it lies
+ * inside it, else absolute (never '../../../tmp/x', which is hard to read and easy to misjudge).
+ */
+export function displayPath(p: string): string {
+  const abs = path.resolve(p);
+  const r = path.relative(process.cwd(), abs);
+  if (r === '') return '.';
+  return r.startsWith('..') || path.isAbsolute(r) ? abs : r;
+}
+const show = displayPath;
 
 function errnoOf(e: unknown): string | undefined {
-  return (e as NodeJS.ErrnoException | undefined)?.code;
+  const c = (e as NodeJS.ErrnoException | undefined)?.code;
+  return typeof c === 'string' ? c : undefined;
+}
+
+/** An OS error (it carries an errno code) becomes an OutputError in words; anything else is rethrown as it is. */
+function fsErrorOr(e: unknown, action: string, p: string): unknown {
+  return e instanceof OutputError || !errnoOf(e) ? e : describeFsError(e, action, p);
 }
 
 /** An OS error in words, with the path it was about. */
@@ -183,6 +196,41 @@ export async function makeDirs(dir: string, flag = '--out'): Promise<string[]> {
   return made;
 }
 
+const VIRTUAL_FS = ['/proc', '/sys', '/dev'];
+
+/**
+ * Without creating anything: could `target` (a folder, existing or not, with its missing
+ * parents) be made and written into? Fails at once for a file in the way, a virtual file system
+ * (/proc, /sys, /dev), a read-only or immutable folder, or one without write permission, so a
+ * command can refuse before its expensive part instead of after it.
+ */
+export async function probeWritable(target: string, flag = '--out', given: string = target): Promise<void> {
+  const abs = path.resolve(target);
+  const who = `${flag} '${given}'`;
+  let cur = abs;
+  for (;;) {
+    const st = await lstatOrNull(cur);
+    if (st) {
+      let dirOk = st.isDirectory();
+      if (st.isSymbolicLink()) dirOk = (await fs.stat(cur).catch(() => null))?.isDirectory() ?? false;
+      if (!dirOk) throw new OutputError(`${who}: '${show(cur)}' is ${st.isSymbolicLink() ? 'a symbolic link that does not lead to a folder' : 'a file, not a folder'}`);
+      const real = await fs.realpath(cur).catch(() => cur);
+      const virtual = VIRTUAL_FS.find((v) => real === v || real.startsWith(`${v}/`));
+      if (virtual) throw new OutputError(`${who}: ${real === virtual ? `'${virtual}' is` : `'${show(cur)}' is on ${virtual},`} a virtual file system that cannot hold outputs; choose a folder on a disk`);
+      try {
+        await fs.access(cur, fsc.W_OK);
+      } catch (e) {
+        const why = describeFsError(e, 'x', cur).message.replace(/^cannot x '[^']*': /, '');
+        throw new OutputError(`${who}: cannot ${cur === abs ? 'write into' : 'create folders in'} '${show(cur)}': ${why}`);
+      }
+      return;
+    }
+    const parent = path.dirname(cur);
+    if (parent === cur) return;
+    cur = parent;
+  }
+}
+
 /** Remove folders made by makeDirs (innermost first), only while they are empty. */
 export async function removeMadeDirs(made: readonly string[]): Promise<void> {
   for (const d of [...made].reverse()) await fs.rmdir(d).catch(() => {});
@@ -291,6 +339,26 @@ async function listDirs(dir: string): Promise<string[]> {
   return out;
 }
 
+// Temp and staging names this module (and writeSafetensors) make: '.<name>.tmp-<pid>-<hex>',
+// '<name>.tmp-<pid>-<hex>', '.<name>.stage-...', '.<name>.old-...'. One whose process is gone was
+// left by a killed run of ours.
+const TEMP_NAME = /\.(?:tmp|stage|old)-(\d+)-[0-9a-f]{8,12}(?:\.tmp-\d+-[0-9a-f]{8,12})?$/;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errnoOf(e) === 'EPERM';
+  }
+}
+
+/** A temp file or staging folder left by a killed unifusion process (its pid is gone). */
+export function isStaleTemp(name: string): boolean {
+  const m = TEMP_NAME.exec(path.basename(name));
+  return m !== null && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]));
+}
+
 /**
  * What is in a folder, as far as ownership goes. Without our marker, any entry makes it foreign
  * (only the top level is read: `--out ~` must not walk a home folder). With it, every file must be
@@ -310,7 +378,7 @@ export async function ownedFolder(dir: string): Promise<{ exists: boolean; empty
   const marker = await readMarker(dir);
   if (!marker) return { exists: true, empty: false, ours: false, foreign: top, marker: null };
   const mine = new Set(marker.files);
-  const foreign = (await listFiles(dir)).filter((f) => f !== MARKER && !mine.has(f));
+  const foreign = (await listFiles(dir)).filter((f) => f !== MARKER && !mine.has(f) && !isStaleTemp(f));
   return { exists: true, empty: false, ours: foreign.length === 0, foreign, marker };
 }
 
@@ -340,7 +408,7 @@ export interface WrittenDir<T> {
  *   the command before anything changes.
  * On any error (and on Ctrl-C) the staging folder is removed and `out` is as it was.
  */
-export async function writeOutputDir<T>(t: OutputTarget, fill: (stage: string) => Promise<T>): Promise<WrittenDir<T>> {
+async function checkOutputDir(t: OutputTarget): Promise<Awaited<ReturnType<typeof ownedFolder>>> {
   const flag = t.flag ?? '--out';
   await checkOverlap(t);
   const out = path.resolve(t.out);
@@ -351,6 +419,27 @@ export async function writeOutputDir<T>(t: OutputTarget, fill: (stage: string) =
     throw new OutputError(
       `${flag} '${t.out}' already holds files unifusion did not write (${foreignList(before.foreign)}); choose an empty or new folder, or pass --force to add the outputs beside them (they are kept)`,
     );
+  return before;
+}
+
+/**
+ * Every check writeOutputDir makes before it writes (overlap with inputs, ownership, a folder
+ * that can be created and written), without writing: call it before long work (compiling,
+ * training, reading a checkpoint) so a bad --out fails in a second, not after the work.
+ */
+export async function preflightOutputDir(t: OutputTarget): Promise<void> {
+  const flag = t.flag ?? '--out';
+  const before = await checkOutputDir(t);
+  const out = path.resolve(t.out);
+  // the staging folder is made beside DIR, and with --force files are moved into DIR itself
+  await probeWritable(before.exists ? path.dirname(out) : out, flag, t.out);
+  if (before.exists) await probeWritable(out, flag, t.out);
+}
+
+export async function writeOutputDir<T>(t: OutputTarget, fill: (stage: string) => Promise<T>): Promise<WrittenDir<T>> {
+  const flag = t.flag ?? '--out';
+  const before = await checkOutputDir(t);
+  const out = path.resolve(t.out);
   const made = await makeDirs(path.dirname(out), flag);
   const stage = siblingName(out, 'stage');
   try {
@@ -392,7 +481,7 @@ export async function writeOutputDir<T>(t: OutputTarget, fill: (stage: string) =
     await fs.rm(stage, { recursive: true, force: true });
     untrack(stage);
     await removeMadeDirs(made);
-    throw e instanceof OutputError ? e : describeFsError(e, 'write', out);
+    throw fsErrorOr(e, 'write', out);
   }
 }
 
@@ -432,11 +521,15 @@ export interface RunDirOptions extends OutputTarget {
 
 /** A folder a long-running command (training) writes into as it goes, one atomic file at a time. */
 export class RunDir {
+  private readonly filesAtOpen: number;
   private constructor(
     readonly dir: string,
     private readonly command: string,
     private readonly files: Set<string>,
-  ) {}
+    private readonly made: readonly string[] = [],
+  ) {
+    this.filesAtOpen = files.size;
+  }
 
   static async open(t: RunDirOptions): Promise<RunDir> {
     const flag = t.flag ?? '--out';
@@ -445,16 +538,47 @@ export class RunDir {
     const st = await ownedFolder(dir).catch((e: unknown) => {
       throw e instanceof OutputError ? new OutputError(`${flag} ${e.message}`) : e;
     });
+    RunDir.checkState(t, st);
+    const made = await makeDirs(dir, flag);
+    const rd = new RunDir(dir, t.command, new Set(st.marker?.files ?? []), made);
+    // an existing marker is left as it is until a file is written (a run that fails at once changes nothing)
+    if (!st.marker) await rd.flush();
+    // what killed runs of ours left behind (listed files are ours; nothing else is touched)
+    if (st.marker) for (const f of await listFiles(dir)) if (isStaleTemp(f)) await fs.rm(path.join(dir, f), { force: true });
+    return rd;
+  }
+
+  /** RunDir.open's checks (overlap, ownership, --resume, writable) without creating anything. */
+  static async preflight(t: RunDirOptions): Promise<void> {
+    const flag = t.flag ?? '--out';
+    await checkOverlap(t);
+    const st = await ownedFolder(path.resolve(t.out)).catch((e: unknown) => {
+      throw e instanceof OutputError ? new OutputError(`${flag} ${e.message}`) : e;
+    });
+    RunDir.checkState(t, st);
+    await probeWritable(t.out, flag, t.out);
+  }
+
+  private static checkState(t: RunDirOptions, st: Awaited<ReturnType<typeof ownedFolder>>): void {
+    const flag = t.flag ?? '--out';
     if (st.exists && !st.empty) {
       if (!st.ours && !t.force)
         throw new OutputError(`${flag} '${t.out}' already holds files unifusion did not write (${foreignList(st.foreign)}); choose an empty or new folder, or pass --force to write beside them (they are kept)`);
       if (st.ours && !t.resume && st.marker && st.marker.files.length)
         throw new OutputError(`${flag} '${t.out}' holds an earlier run (${foreignList(st.marker.files)}); pass --resume to continue it, or choose a new folder`);
     }
-    await makeDirs(dir, flag);
-    const rd = new RunDir(dir, t.command, new Set(st.marker?.files ?? []));
-    await rd.flush();
-    return rd;
+  }
+
+  /**
+   * Undo open() when the run wrote nothing (it failed before its first file): the marker goes,
+   * and the folders open() made. A folder that existed before keeps what it had.
+   */
+  async discardIfUnused(): Promise<void> {
+    if (this.files.size !== this.filesAtOpen) return;
+    if (this.filesAtOpen === 0) {
+      await fs.rm(path.join(this.dir, MARKER), { force: true });
+      await removeMadeDirs(this.made);
+    }
   }
 
   /** Files this run folder's marker lists. */
@@ -488,6 +612,31 @@ export class RunDir {
     return dest;
   }
 
+  /** Whether the marker lists `rel` as ours. */
+  owns(rel: string): boolean {
+    return this.files.has(this.keyOf(this.resolve(rel)));
+  }
+
+  private keyOf(abs: string): string {
+    return path.relative(this.dir, abs).split(path.sep).join('/');
+  }
+
+  /**
+   * Record a file this run creates or appends to in place (a metrics log), before it is touched:
+   * refused when a file of the user's is already there. Returns its absolute path.
+   */
+  async claim(rel: string): Promise<string> {
+    const dest = this.resolve(rel);
+    const key = this.keyOf(dest);
+    if (!this.files.has(key)) {
+      if (await lstatOrNull(dest)) throw new OutputError(`'${show(dest)}' exists and was not written by unifusion; it is kept (remove or rename it)`);
+      await makeDirs(path.dirname(dest));
+      this.files.add(key);
+      await this.flush();
+    }
+    return dest;
+  }
+
   /** Remove a file this run wrote (e.g. a rotated checkpoint); files not ours are refused. */
   async remove(rel: string): Promise<void> {
     const dest = this.resolve(rel);
@@ -502,6 +651,19 @@ export class RunDir {
 // ---------------------------------------------------------------------------------------------
 // Single files
 // ---------------------------------------------------------------------------------------------
+
+/** Make a rename durable (best effort: not every file system lets a folder be fsynced). */
+async function syncDir(dir: string): Promise<void> {
+  let fh: fs.FileHandle | undefined;
+  try {
+    fh = await fs.open(dir, 'r');
+    await fh.sync();
+  } catch {
+    /* best effort */
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
 
 async function writeAtomic(dest: string, data: Uint8Array | string | ((tmp: string) => Promise<void>)): Promise<void> {
   const tmp = siblingName(dest, 'tmp');
@@ -518,9 +680,10 @@ async function writeAtomic(dest: string, data: Uint8Array | string | ((tmp: stri
       }
     }
     await fs.rename(tmp, dest);
+    await syncDir(path.dirname(dest));
   } catch (e) {
     await fs.rm(tmp, { force: true });
-    throw e instanceof OutputError ? e : describeFsError(e, 'write', dest);
+    throw fsErrorOr(e, 'write', dest);
   } finally {
     untrack(tmp);
   }
@@ -536,13 +699,25 @@ export interface OutputFileOptions extends OutputTarget {
  * existing file is replaced only if `isOurs` recognises it or with `force`; a folder there is
  * refused. `write` gets the temp path to write (or returns bytes).
  */
-export async function writeOutputFile(t: OutputFileOptions, write: Uint8Array | string | ((tmp: string) => Promise<void>)): Promise<string> {
+async function checkOutputFile(t: OutputFileOptions): Promise<void> {
   const flag = t.flag ?? '--out';
   await checkOverlap(t);
   const dest = path.resolve(t.out);
   const st = await lstatOrNull(dest);
   if (st?.isDirectory()) throw new OutputError(`${flag} '${t.out}' is a folder; give a file path`);
   if (st && !t.force && !(await t.isOurs?.(dest))) throw new OutputError(`${flag} '${t.out}' already exists and was not written by unifusion; pass --force to replace it, or choose another path`);
+}
+
+/** writeOutputFile's checks without writing (see preflightOutputDir). */
+export async function preflightOutputFile(t: OutputFileOptions): Promise<void> {
+  await checkOutputFile(t);
+  await probeWritable(path.dirname(path.resolve(t.out)), t.flag ?? '--out', t.out);
+}
+
+export async function writeOutputFile(t: OutputFileOptions, write: Uint8Array | string | ((tmp: string) => Promise<void>)): Promise<string> {
+  const flag = t.flag ?? '--out';
+  await checkOutputFile(t);
+  const dest = path.resolve(t.out);
   const made = await makeDirs(path.dirname(dest), flag);
   try {
     await writeAtomic(dest, write);

@@ -68,7 +68,12 @@ export class Graph {
 export class Builder {
   private interned = new Map<string, Node>();
 
-  apply<K extends OpKind>(op: K, params: OpParams[K], inputs: readonly Node[], site?: string): Node<K> {
+  /**
+   * The node for `op(params, inputs)`: an existing equal node, or a new one. `site` may be a
+   * function: it is called only when a node is made (finding the user's file:line costs a stack
+   * capture, not worth paying for nodes that already exist).
+   */
+  apply<K extends OpKind>(op: K, params: OpParams[K], inputs: readonly Node[], site?: string | (() => string | undefined), scope?: string): Node<K> {
     const def = opDef(op);
     const [lo, hi] = typeof def.arity === 'number' ? [def.arity, def.arity] : def.arity;
     if (inputs.length < lo || inputs.length > hi) throw new OpError(`${op}: expected ${lo === hi ? lo : `${lo}..${hi}`} inputs, got ${inputs.length}`);
@@ -82,7 +87,7 @@ export class Builder {
       if (e instanceof OpError) throw new OpError(`${op}(${inputs.map((n) => typeStr(n.type)).join(', ')}): ${e.message}`);
       throw e;
     }
-    const node = new Node(op, params, inputs, type, site);
+    const node = new Node(op, params, inputs, type, typeof site === 'function' ? site() : site, scope);
     this.interned.set(key, node);
     return node;
   }

@@ -7,9 +7,12 @@ import type { Node } from './node.ts';
 import type { OpKind, OpParams } from './params.ts';
 
 export class NB {
+  /** module path and file:line new nodes are attributed to (autodiff: those of the forward node being differentiated) */
+  scope?: string;
+  site?: string;
   constructor(readonly b: Builder) {}
   op<K extends OpKind>(k: K, p: OpParams[K], ins: readonly Node[]): Node {
-    return this.b.apply(k, p, ins);
+    return this.b.apply(k, p, ins, this.site, this.scope);
   }
   scalar(v: number, dtype: DType): Node {
     return this.op('constant', { value: { dtype, shape: [], data: Float64Array.of(v) } }, []);

@@ -23,8 +23,13 @@ export class Node<K extends OpKind = OpKind> {
     readonly params: OpParams[K],
     readonly inputs: readonly Node[],
     readonly type: TensorType,
-    /** file:line of the user code that built it, for error messages */
+    /** file:line of the user code that built it, for error messages and the ONNX node's doc_string */
     readonly site?: string,
+    /**
+     * Module path of the code that built it, '/'-separated ('dit/blocks.3/attn'): ONNX node names
+     * are made from it. Passes that replace nodes (fusion included) carry it over.
+     */
+    readonly scope?: string,
   ) {}
   get dtype(): DType {
     return this.type.dtype;

@@ -25,7 +25,7 @@ export function foldWith(limit = FOLD_LIMIT): Pass {
         const out = opDef(n.op).eval(n.params as never, vals, { dim: (d) => (isStatic(d) ? d : NaN) }, n as never);
         folded++;
         const r = rounded(out, n.dtype);
-        return b.apply('constant', { value: { dtype: n.dtype, shape: r.shape, data: r.data } }, [], n.site);
+        return b.apply('constant', { value: { dtype: n.dtype, shape: r.shape, data: r.data } }, [], n.site, n.scope);
       });
       return { graph, changed: folded > 0, note: folded ? `folded ${folded} nodes` : undefined };
     },

@@ -59,7 +59,7 @@ export function rebuild(g: Graph, rewrite?: (n: Node, ins: Node[], b: Builder) =
   for (const n of g.nodes()) {
     const ins = n.inputs.map((i) => map.get(i)!);
     const r = rewrite?.(n, ins, b);
-    map.set(n, r ?? b.apply(n.op, n.params as never, ins, n.site));
+    map.set(n, r ?? b.apply(n.op, n.params as never, ins, n.site, n.scope));
   }
   const inputs = g.inputs.map((i) => map.get(i) as Node<'input'>);
   return { graph: new GraphClass(g.name, inputs, g.outputs.map((o) => ({ name: o.name, node: map.get(o.node)! }))), map };

@@ -16,7 +16,7 @@ const sameType = (a: Node, n: Node) => a.dtype === n.dtype && shapeEq(a.shape, n
 export const RULES: Rule[] = [
   { name: 'cast-noop', apply: (n, [x]) => (n.is('cast') && x!.dtype === n.params.to ? x : undefined) },
   { name: 'reshape-noop', apply: (n, [x]) => (n.is('reshape') && shapeEq(x!.shape, n.shape) ? x : undefined) },
-  { name: 'reshape-reshape', apply: (n, [x], b) => (n.is('reshape') && x!.is('reshape') ? b.apply('reshape', n.params, [x.inputs[0]!], n.site) : undefined) },
+  { name: 'reshape-reshape', apply: (n, [x], b) => (n.is('reshape') && x!.is('reshape') ? b.apply('reshape', n.params, [x.inputs[0]!], n.site, n.scope) : undefined) },
   { name: 'expand-noop', apply: (n, [x]) => (n.is('expand') && sameType(x!, n) ? x : undefined) },
   { name: 'transpose-identity', apply: (n, [x]) => (n.is('transpose') && n.params.perm.every((p, i) => p === i) ? x : undefined) },
   {
@@ -24,7 +24,7 @@ export const RULES: Rule[] = [
     apply: (n, [x], b) => {
       if (!n.is('transpose') || !x!.is('transpose')) return undefined;
       const inner = x.params.perm;
-      return b.apply('transpose', { perm: n.params.perm.map((p) => inner[p]!) }, [x.inputs[0]!], n.site);
+      return b.apply('transpose', { perm: n.params.perm.map((p) => inner[p]!) }, [x.inputs[0]!], n.site, n.scope);
     },
   },
   { name: 'neg-neg', apply: (n, [x]) => (n.is('neg') && x!.is('neg') ? x.inputs[0] : undefined) },

@@ -5,6 +5,8 @@ import type { Tensor } from '../tensor.ts';
 import { gelu, headMerge, headSplit, rope, sdpa, silu, type RopeStyle } from '../functional.ts';
 import { LayerNorm, Linear, RMSNorm } from './basic.ts';
 import { DSLError } from '../trace.ts';
+import { userSite } from '../site.ts';
+import { checkChoice, checkOptions, checkPositiveInt } from '../check.ts';
 
 export interface RopeConfig {
   theta?: number;
@@ -53,8 +55,11 @@ export class Attention extends Module {
     this.heads = cfg.heads;
     this.kvHeads = cfg.kvHeads ?? cfg.heads;
     this.headDim = cfg.headDim ?? cfg.hidden / cfg.heads;
-    if (!Number.isInteger(this.headDim)) throw new DSLError(`Attention: hidden ${cfg.hidden} is not divisible by ${cfg.heads} heads`);
-    if (this.heads % this.kvHeads !== 0) throw new DSLError(`Attention: ${this.heads} heads is not a multiple of ${this.kvHeads} kv heads`);
+    checkPositiveInt('Attention hidden', cfg.hidden);
+    checkPositiveInt('Attention heads', cfg.heads);
+    if (!Number.isInteger(this.headDim)) throw new DSLError(`Attention: hidden ${cfg.hidden} is not divisible by ${cfg.heads} heads`, userSite());
+    if (this.heads % this.kvHeads !== 0) throw new DSLError(`Attention: ${this.heads} heads is not a multiple of ${this.kvHeads} kv heads`, userSite());
+    if (cfg.rope) checkOptions('Attention rope', cfg.rope, ['theta', 'style', 'sections']);
     const dt = cfg.dtype;
     this.q_proj = new Linear(cfg.hidden, this.heads * this.headDim, { bias: cfg.qkvBias ?? false, dtype: dt });
     this.k_proj = new Linear(cfg.hidden, this.kvHeads * this.headDim, { bias: cfg.qkvBias ?? false, dtype: dt });
@@ -77,7 +82,7 @@ export class Attention extends Module {
     }
     const r = this.cfg.rope;
     if (r) {
-      if (!call.positions) throw new DSLError('Attention with RoPE needs call.positions');
+      if (!call.positions) throw new DSLError('Attention with RoPE needs call.positions', userSite());
       const sections = r.sections ?? [this.headDim];
       q = rope(q, call.positions, sections, { theta: r.theta, style: r.style });
       k = rope(k, call.positions, sections, { theta: r.theta, style: r.style });
@@ -107,7 +112,7 @@ export class MLP extends Module {
   readonly act: Activation;
   constructor(cfg: MLPConfig) {
     super();
-    this.act = cfg.act ?? 'swiglu';
+    this.act = checkChoice('MLP act', cfg.act ?? 'swiglu', ['swiglu', 'gelu', 'gelu_tanh', 'silu'] as const);
     const o = { bias: cfg.bias ?? false, dtype: cfg.dtype };
     if (this.act === 'swiglu') {
       this.gate_proj = new Linear(cfg.hidden, cfg.intermediate, o);
@@ -157,7 +162,8 @@ export class TransformerBlock extends Module {
   readonly style: 'pre' | 'sandwich';
   constructor(cfg: BlockConfig) {
     super();
-    this.style = cfg.style ?? 'pre';
+    this.style = checkChoice('TransformerBlock style', cfg.style ?? 'pre', ['pre', 'sandwich'] as const);
+    if (cfg.norm !== undefined) checkChoice('TransformerBlock norm', cfg.norm, ['rms', 'layer'] as const);
     this.input_layernorm = makeNorm(cfg);
     this.self_attn = new Attention(cfg);
     this.post_attention_layernorm = makeNorm(cfg);
