@@ -18,8 +18,10 @@ import type { CompileUniFusionResult } from './compile-unifusion.ts';
 import type { TrainStepResult } from './train-step.ts';
 import type { DenoiseStepResult } from './denoise-step.ts';
 import type { SampleBenchResult } from './sample.ts';
+import type { FusionDitResult } from './fusion-dit.ts';
+import type { AttentionMemoryResult } from './fusion-attention-memory.ts';
 
-const ALL = ['compile-stack', 'compile-vs-torch', 'block-forward', 'compile-unifusion', 'train-step', 'denoise-step', 'sample'] as const;
+const ALL = ['compile-stack', 'compile-vs-torch', 'block-forward', 'compile-unifusion', 'train-step', 'denoise-step', 'sample', 'fusion-dit', 'fusion-attention-memory'] as const;
 type Name = (typeof ALL)[number];
 
 function arg(name: string): string | undefined {
@@ -36,7 +38,7 @@ if (!process.argv.includes('--no-setup') && only.some((n) => n !== 'compile-stac
   if (r.status !== 0) throw new Error(`bench/setup.sh failed (exit ${r.status})`);
 }
 
-const results: Partial<{ 'compile-stack': CompileStackResult; 'compile-vs-torch': CompileVsTorchResult; 'block-forward': BlockForwardResult; 'compile-unifusion': CompileUniFusionResult; 'train-step': TrainStepResult; 'denoise-step': DenoiseStepResult; sample: SampleBenchResult }> = {};
+const results: Partial<{ 'compile-stack': CompileStackResult; 'compile-vs-torch': CompileVsTorchResult; 'block-forward': BlockForwardResult; 'compile-unifusion': CompileUniFusionResult; 'train-step': TrainStepResult; 'denoise-step': DenoiseStepResult; sample: SampleBenchResult; 'fusion-dit': FusionDitResult; 'fusion-attention-memory': AttentionMemoryResult }> = {};
 for (const name of only as Name[]) {
   process.stderr.write(`bench: running ${name} ...\n`);
   const t0 = performance.now();
@@ -149,6 +151,14 @@ if (sb)
       '— (report)',
       '—',
     ]);
+const fd = results['fusion-dit'];
+if (fd) {
+  const a = String(fd.anchor.best);
+  rows.push([`denoise step of the mid DiT (${fd.config.depth} x ${fd.config.hidden}), cond + uncond, CPU fp32, ${fd.threads} threads: fused (--target cpu) vs unfused (${fd.load.rounds_clean} clean rounds of ${fd.load.rounds_run})`, `${fd.variants.fused!.median_ms.toFixed(0)} ms`, `unfused ${fd.variants.unfused!.median_ms.toFixed(0)} ms`, `${fd.speedup.toFixed(2)}x`, `≥ ${fd.goal_speedup}x`, yes(fd.met_speedup)]);
+  rows.push([`same step vs onnxruntime.transformers.optimizer on the unfused graph (${a})`, `${fd.variants.fused!.median_ms.toFixed(0)} ms`, `${fd.variants[a]!.median_ms.toFixed(0)} ms`, `${fd.vs_anchor.toFixed(2)}x`, '≥ 1.0x', yes(fd.met_anchor)]);
+}
+const am = results['fusion-attention-memory'];
+if (am) rows.push([`peak RSS above baseline of one attention core at ${am.config.seq} tokens (${am.config.heads} heads x ${am.config.head_dim}), fused (cpu: MultiHeadAttention) vs unfused`, `${am.variants.cpu.peak_over_baseline_mib} MiB`, `${am.variants.unfused.peak_over_baseline_mib} MiB`, `${am.memory_ratio_cpu}x less`, '— (report)', '—']);
 const table = [
   '| metric | ours | peer | ratio | goal | met? |',
   '|---|---|---|---|---|---|',

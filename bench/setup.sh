@@ -7,7 +7,7 @@
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV_DIR="${VENV_DIR:-$REPO_ROOT/.venv}"
-bash "$REPO_ROOT/scripts/py/setup-venv.sh" >&2
+bash "$REPO_ROOT/scripts/py/setup-venv.sh" --ort >&2
 if "$VENV_DIR/bin/python" -c 'import onnxscript' 2>/dev/null; then
   echo "bench/setup: onnxscript present" >&2
 else

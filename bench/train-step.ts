@@ -23,6 +23,7 @@
 //   npx tsx bench/train-step.ts [--rounds 6] [--per-round 1] [--warmup 3] [--budget-s 150]   -> one JSON line
 //   npx tsx bench/train-step.ts --profile [--profile-steps 2] [--profile-out FILE]  -> + ORT profile by op type
 //   npx tsx bench/train-step.ts --no-arena                                  -> ORT without its CPU memory arena
+//   npx tsx bench/train-step.ts --target cpu                                -> the step graph fused for a target (after autodiff)
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -59,6 +60,8 @@ export interface TrainStepResult {
   arena: boolean;
   ours: {
     ort: string;
+    /** the fusion target of the step graph (null: not fused) */
+    target: string | null;
     compile_ms: number;
     session_create_ms: number;
     runs: number;
@@ -208,7 +211,7 @@ async function summarizeProfile(file: string, steps: number): Promise<ProfileSum
   };
 }
 
-export async function trainStep(rounds = 6, perRound = 1, warmup = 3, budgetMs = 150_000, opts: { profile?: boolean; profileSteps?: number; profileOut?: string; arena?: boolean } = {}): Promise<TrainStepResult> {
+export async function trainStep(rounds = 6, perRound = 1, warmup = 3, budgetMs = 150_000, opts: { profile?: boolean; profileSteps?: number; profileOut?: string; arena?: boolean; target?: import('../src/ir/target.ts').Target } = {}): Promise<TrainStepResult> {
   if (warmup < 2) throw new Error('--warmup must be >= 2 (steps 1 and 2 are the agreement check)');
   const ort = await import('onnxruntime-node');
   const { Module, RMSNorm, Linear, TransformerBlock, gridPositions } = await import('../src/dsl/index.ts');
@@ -248,6 +251,7 @@ export async function trainStep(rounds = 6, perRound = 1, warmup = 3, budgetMs =
   const step = compileTrainStep(
     { name: 'dit_train_step', batch: { x: { dtype: 'f32', shape }, target: { dtype: 'f32', shape } }, loss: (b) => model.forward(b.x!).sub(b.target!).square().mean(), seed: 1234 },
     { beta1: OPT.beta1, beta2: OPT.beta2, eps: OPT.eps, weightDecay: OPT.weightDecay, clipNorm: OPT.clipNorm },
+    { target: opts.target },
   );
   const bytes = encodeModel(step.emitted.model);
   const compileMs = performance.now() - tc;
@@ -398,6 +402,7 @@ export async function trainStep(rounds = 6, perRound = 1, warmup = 3, budgetMs =
         arena: opts.arena ?? true,
         ours: {
           ort: ort.env.versions.common,
+          target: opts.target ?? null,
           compile_ms: round(compileMs, 0),
           session_create_ms: round(sessionMs, 0),
           runs: oursAll.length,
@@ -451,5 +456,6 @@ export async function trainStep(rounds = 6, perRound = 1, warmup = 3, budgetMs =
 }
 
 if (isMain(import.meta.url)) {
-  printJson(await trainStep(argValue('rounds', 6), argValue('per-round', 1), argValue('warmup', 3), argValue('budget-s', 150) * 1000, { arena: !process.argv.includes('--no-arena'), profile: process.argv.includes('--profile'), profileSteps: argValue('profile-steps', 2), profileOut: process.argv.includes('--profile-out') ? process.argv[process.argv.indexOf('--profile-out') + 1] : undefined }));
+  const ti = process.argv.indexOf('--target');
+  printJson(await trainStep(argValue('rounds', 6), argValue('per-round', 1), argValue('warmup', 3), argValue('budget-s', 150) * 1000, { target: ti >= 0 ? (process.argv[ti + 1] as import('../src/ir/target.ts').Target) : undefined, arena: !process.argv.includes('--no-arena'), profile: process.argv.includes('--profile'), profileSteps: argValue('profile-steps', 2), profileOut: process.argv.includes('--profile-out') ? process.argv[process.argv.indexOf('--profile-out') + 1] : undefined }));
 }

@@ -5,12 +5,16 @@ import { makeDirs } from './io/outdir.ts';
 import { dimStr } from './ir/dims.ts';
 import { DTYPE_INFO } from './ir/dtype.ts';
 import type { Graph } from './ir/graph.ts';
-import { optimize } from './passes/pipeline.ts';
+import { optimize, pipelineFor } from './passes/pipeline.ts';
+import type { FusionReport } from './passes/fusion/fuse.ts';
+import { DEFAULT_TARGET } from './passes/fusion/targets.ts';
+import type { Target } from './ir/target.ts';
 import type { Pass } from './passes/pass.ts';
 import { emitModel, type Emitted, type WeightMode } from '../codegen/onnx/emit.ts';
 import { atomicWrite, writeModel } from '../codegen/onnx/write.ts';
 import { OPSET } from '../codegen/onnx/proto.ts';
 import type { HostTensor } from './io/host.ts';
+import { FUSED_OPS } from './ir/ops/fused.ts';
 
 export interface CompileOptions {
   /** weight placement; default: embed below 1 GiB of weights, external above */
@@ -19,6 +23,15 @@ export interface CompileOptions {
   passes?: readonly Pass[];
   paramValues?: ReadonlyMap<string, HostTensor>;
   preset?: string;
+  /**
+   * Execution provider to fuse and lower for; 'portable' = standard ai.onnx ops only. Without it
+   * the library compiles the primitives as traced (no fusion step), so callers that compare bit for
+   * bit against an unfused emission keep doing so; `unifusion compile` passes 'cpu' by default (the
+   * runtime is onnxruntime-node's CPU EP). Ignored when `passes` is given.
+   */
+  target?: Target;
+  /** false: no fusion step even with a target (fused ops a graph already holds still lower for it) */
+  fuse?: boolean;
   /**
    * More metadata_props for the model (compile adds graph_file and config_hash). compileGraph
    * always records producer, graph, preset, weights and the parameter counts: `run` and sessions
@@ -47,6 +60,10 @@ export interface Manifest {
   trainableParamCount: number;
   onnxNodes: number;
   irNodes: number;
+  /** the fusion target (null: not fused) */
+  target: Target | null;
+  /** fused node counts by fused op kind (IR) */
+  fused: Record<string, number>;
   /** the model's metadata_props */
   metadata: Record<string, string>;
 }
@@ -55,12 +72,18 @@ export interface Compiled {
   graph: Graph;
   emitted: Emitted;
   manifest: Manifest;
+  /** what each fusion rule fused and declined (undefined when no fusion step ran) */
+  fusion?: FusionReport;
 }
 
 const AUTO_EXTERNAL_BYTES = 1 << 30;
+const FUSED_KINDS = new Set<string>(Object.keys(FUSED_OPS));
 
 export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled {
-  const graph = optimize(input, { debug: opts.debug, passes: opts.passes });
+  const target = opts.target;
+  let fusion: FusionReport | undefined;
+  const passes = opts.passes ?? (target && opts.fuse !== false ? pipelineFor(target, { onReport: (r) => (fusion = r) }) : undefined);
+  const graph = optimize(input, { debug: opts.debug, passes });
   const params = graph.params();
   const bytes = params.reduce((a, p) => a + p.params.shape.reduce((x, d) => x * d, 1) * DTYPE_INFO[p.dtype].bytes, 0);
   const weights: WeightMode = !opts.weights || opts.weights === 'auto' ? (bytes >= AUTO_EXTERNAL_BYTES ? 'external' : 'embed') : opts.weights;
@@ -71,9 +94,12 @@ export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled 
     weights,
     param_count: String(graph.paramCount()),
     trainable_param_count: String(graph.paramCount((p) => !p.params.frozen)),
+    ...(target && opts.fuse !== false ? { fusion_target: target } : {}),
     ...opts.metadata,
   };
-  const emitted = emitModel(graph, { weights, paramValues: opts.paramValues, metadata });
+  const emitted = emitModel(graph, { weights, paramValues: opts.paramValues, metadata, target: target ?? DEFAULT_TARGET });
+  const fused: Record<string, number> = {};
+  for (const n of graph.nodes()) if (FUSED_KINDS.has(n.op)) fused[n.op] = (fused[n.op] ?? 0) + 1;
   const desc = (name: string, dtype: string, shape: readonly (number | { key: string })[]): TensorDesc => ({
     name,
     dtype,
@@ -93,9 +119,11 @@ export function compileGraph(input: Graph, opts: CompileOptions = {}): Compiled 
     trainableParamCount: graph.paramCount((p) => !p.params.frozen),
     onnxNodes: emitted.model.graph?.node?.length ?? 0,
     irNodes: graph.nodes().length,
+    target: target && opts.fuse !== false ? target : null,
+    fused,
     metadata,
   };
-  return { graph, emitted, manifest };
+  return { graph, emitted, manifest, fusion };
 }
 
 /** Write `<dir>/<name>.onnx` (+ external data) and `<dir>/manifest.json` into an existing folder (commands stage it: src/io/outdir.ts). */

@@ -3,7 +3,7 @@
 // emitted backward graphs in onnxruntime (f32) against the reference.
 import { describe, expect, it } from 'vitest';
 import {
-  Attention, concat, conv2d, dim, gelu, recompute, gradients, gridPositions, groupNorm, input, layerNorm, Linear, Module, range, rmsNorm, rope, sdpa, silu, swiglu, trace, TransformerBlock, Tensor,
+  Attention, concat, conv2d, dim, fused, gelu, recompute, gradients, gridPositions, groupNorm, input, layerNorm, Linear, Module, range, rmsNorm, rope, sdpa, silu, swiglu, trace, TransformerBlock, Tensor,
 } from '../src/dsl/index.ts';
 import type { DType } from '../src/ir/dtype.ts';
 import { evaluate, paramValue } from '../src/ir/evaluate.ts';
@@ -90,6 +90,16 @@ const CASES: Case[] = [
   { name: 'conv2d dilation', ops: ['conv2d', 'conv2d_grad_input', 'conv2d_grad_weight'], inputs: [I('x', [1, 2, 7, 7]), I('w', [3, 2, 2, 3])], build: (x) => conv2d(x.x!, x.w!, undefined, { dilation: 2, padding: [1, 0, 0, 1] }) },
   { name: 'barrier (identity)', ops: ['barrier'], inputs: [I('x', [3, 4])], build: (x) => applyOp('barrier', { tag: 1 }, [x.x!]).mul(x.x!) },
   { name: 'upsample_nearest', ops: ['upsample_nearest'], inputs: [I('x', [1, 2, 3, 2])], build: (x) => x.x!.upsampleNearest(2) },
+  // fused ops: VJP = reverse mode through their reference decomposition
+  { name: 'fused rms_norm', ops: ['rms_norm'], inputs: [I('x', [2, 3, 8]), I('w', [8])], build: (x) => fused.rmsNorm(x.x!, x.w!, 1e-5).add(fused.rmsNorm(x.x!, undefined)) },
+  { name: 'fused layer_norm', ops: ['layer_norm'], inputs: [I('x', [2, 3, 8]), I('w', [8]), I('b', [8])], build: (x) => fused.layerNorm(x.x!, x.w!, x.b!).add(fused.layerNorm(x.x!)) },
+  { name: 'fused gelu erf + tanh', ops: ['gelu'], inputs: [I('x', [3, 5])], build: (x) => fused.gelu(x.x!).add(fused.gelu(x.x!, 'tanh')) },
+  { name: 'fused rope interleaved + partial half', ops: ['rope'], inputs: [I('x', [2, 2, 5, 8]), I('c', [5, 4]), I('s', [5, 4]), I('c2', [5, 2]), I('s2', [5, 2])], build: (x) => fused.rope(x.x!, x.c!, x.s!, { interleaved: true }).add(fused.rope(x.x!, x.c2!, x.s2!)) },
+  { name: 'fused sdpa GQA + mask', ops: ['sdpa'], inputs: [I('q', [2, 4, 3, 4]), I('k', [2, 2, 5, 4]), I('v', [2, 2, 5, 4]), I('m', [2, 1, 1, 5], { kind: 'bool', wrt: false })], build: (x) => fused.sdpa(x.q!, x.k!, x.v!, { mask: x.m!.or(range(5).lt(2)) }) },
+  { name: 'fused swiglu (same tensor twice)', ops: ['swiglu'], inputs: [I('a', [2, 3, 6]), I('b', [2, 3, 6])], build: (x) => fused.swiglu(x.a!, x.b!).add(fused.swiglu(x.a!, x.a!)) },
+  { name: 'fused ada_rms_norm', ops: ['ada_rms_norm'], inputs: [I('x', [2, 3, 8]), I('w', [8]), I('a', [2, 1, 8]), I('b', [2, 1, 8])], build: (x) => fused.adaRmsNorm(x.x!, x.w!, x.a!, x.b!, 1e-5) },
+  { name: 'fused add_rms_norm (both outputs)', ops: ['add_rms_norm'], inputs: [I('x', [2, 3, 8]), I('res', [2, 3, 8]), I('w', [8])], build: (x) => { const [y, s] = fused.addRmsNorm(x.x!, x.res!, x.w!); return y.add(s.mul(0.5)); } },
+  { name: 'fused layer_pool', ops: ['layer_pool'], inputs: [I('x', [2, 3, 4, 8]), I('w', [1, 4])], build: (x) => fused.layerPool(x.x!, x.w!) },
   { name: 'rmsNorm', ops: [], inputs: [I('x', [2, 3, 8]), I('w', [8])], build: (x) => rmsNorm(x.x!, x.w!) },
   { name: 'layerNorm', ops: [], inputs: [I('x', [2, 3, 8]), I('w', [8]), I('b', [8])], build: (x) => layerNorm(x.x!, x.w!, x.b!) },
   { name: 'groupNorm', ops: [], inputs: [I('x', [2, 4, 3, 3]), I('w', [4]), I('b', [4])], build: (x) => groupNorm(x.x!, 2, x.w!, x.b!) },

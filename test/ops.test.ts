@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
-import { concat, constant, conv2d, dim, DSLError, input, Module, Param, range, Tensor, trace } from '../src/dsl/index.ts';
+import { concat, constant, conv2d, dim, DSLError, fused, input, Module, Param, range, Tensor, trace } from '../src/dsl/index.ts';
 import { applyOp } from '../src/dsl/tensor.ts';
 import { dimAdd, dimMul, dimSub, evalDim, isStatic, type Dim } from '../src/ir/dims.ts';
 import { isFloat, type DType } from '../src/ir/dtype.ts';
@@ -97,6 +97,10 @@ const F16_FALLBACK: readonly OpKind[] = [
   ...UNARY_FLOAT, 'neg', 'abs', ...ARITH, 'pow', ...COMPARE, 'where',
   'matmul', 'reduce_sum', 'reduce_mean', 'reduce_max', 'softmax', 'pad', 'conv2d', 'upsample_nearest',
   'conv2d_grad_input', 'conv2d_grad_weight', 'barrier',
+  // fused ops: their ONNX forms are f32-only, so f16 lowers the decomposition (fallback ops above;
+  // rms_norm and layer_norm cast to f32 themselves, as the composites do, so they are not listed);
+  // the ai.unifusion function bodies compute in f32 (their inlined nodes count as inserted)
+  'gelu', 'rope', 'sdpa', 'swiglu', 'ada_rms_norm', 'layer_pool', 'add_rms_norm',
 ];
 
 function gapOf(op: OpKind, dtype: DType): string | undefined {
@@ -526,6 +530,35 @@ add({ op: 'gather_grad', dtype: 'f32', name: 'gather_grad f32 symbolic batch', i
 add({ op: 'conv2d_grad_input', dtype: 'f32', name: 'conv2d_grad_input f32 dilation 2, asymmetric pads', ins: [f('f32', 1, 3, 6, 4), f('f32', 3, 2, 2, 3)], build: (a, b) => applyOp('conv2d_grad_input', { strides: [1, 1], pads: [1, 0, 0, 1], dilations: [2, 2], group: 1, shape: [1, 2, 7, 7] }, [a, b!]) });
 add({ op: 'conv2d_grad_weight', dtype: 'f32', name: 'conv2d_grad_weight f32 dilation 2, asymmetric pads', ins: [f('f32', 1, 2, 7, 7), f('f32', 1, 3, 6, 4)], build: (a, b) => applyOp('conv2d_grad_weight', { strides: [1, 1], pads: [1, 0, 0, 1], dilations: [2, 2], group: 1, shape: [3, 2, 2, 3] }, [a, b!]) });
 
+// --- fused ops (src/ir/ops/fused.ts): lowered for the cpu target (RMSNormalization-23, MultiHeadAttention,
+// ai.unifusion functions, ...; f16 through the decomposition); the other targets' forms: test/fusion/
+for (const dt of ['f32', 'f16'] as DType[]) {
+  add({ op: 'rms_norm', dtype: dt, name: `rms_norm ${dt} [2,3,8] weighted`, ins: [f(dt, 2, 3, 8), f(dt, 8)], build: (a, w) => fused.rmsNorm(a, w, 1e-5) });
+  add({ op: 'layer_norm', dtype: dt, name: `layer_norm ${dt} [2,3,8] weight + bias`, ins: [f(dt, 2, 3, 8), f(dt, 8), f(dt, 8)], build: (a, w, b) => fused.layerNorm(a, w, b, 1e-5) });
+  add({ op: 'gelu', dtype: dt, name: `gelu ${dt} [3,5] erf`, ins: [f(dt, 3, 5)], build: (a) => fused.gelu(a) });
+  add({ op: 'rope', dtype: dt, name: `rope ${dt} [2,2,5,8] interleaved, table [5,4]`, ins: [f(dt, 2, 2, 5, 8), f(dt, 5, 4), f(dt, 5, 4)], build: (x, c, s) => fused.rope(x, c!, s!, { interleaved: true }) });
+  add({ op: 'sdpa', dtype: dt, name: `sdpa ${dt} [2,2,4,8] key-padding mask`, ins: [f(dt, 2, 2, 4, 8), f(dt, 2, 2, 5, 8), f(dt, 2, 2, 5, 8), f('bool', 2, 1, 1, 5)], build: (q, k, v, m) => fused.sdpa(q, k!, v!, { mask: m }) });
+  add({ op: 'swiglu', dtype: dt, name: `swiglu ${dt} [2,3,6]`, ins: [f(dt, 2, 3, 6), f(dt, 2, 3, 6)], build: (a, b) => fused.swiglu(a, b!) });
+  add({ op: 'ada_rms_norm', dtype: dt, name: `ada_rms_norm ${dt} [2,3,8] weighted, scale/shift [2,1,8]`, ins: [f(dt, 2, 3, 8), f(dt, 8), f(dt, 2, 1, 8), f(dt, 2, 1, 8)], build: (x, w, a, b) => fused.adaRmsNorm(x, w, a!, b!, 1e-5) });
+  add({ op: 'add_rms_norm', dtype: dt, name: `add_rms_norm ${dt} [2,3,8] weighted, both outputs`, ins: [f(dt, 2, 3, 8), f(dt, 2, 3, 8), f(dt, 8)], build: (x, r, w) => { const [y, s] = fused.addRmsNorm(x, r!, w, 1e-5); return { y, s }; } });
+  add({ op: 'layer_pool', dtype: dt, name: `layer_pool ${dt} [2,3,4,8] weight [1,4]`, ins: [f(dt, 2, 3, 4, 8), f(dt, 1, 4)], build: (x, w) => fused.layerPool(x, w!) });
+}
+add({ op: 'rms_norm', dtype: 'f32', name: 'rms_norm f32 [batch,seq,8] no weight', ins: [f('f32', B, S, 8)], build: (a) => fused.rmsNorm(a, undefined) });
+add({ op: 'layer_norm', dtype: 'f32', name: 'layer_norm f32 [batch,seq,8] no affine', ins: [f('f32', B, S, 8)], build: (a) => fused.layerNorm(a) });
+add({ op: 'layer_norm', dtype: 'f32', name: 'layer_norm f32 [2,3,8] weight only', ins: [f('f32', 2, 3, 8), f('f32', 8)], build: (a, w) => fused.layerNorm(a, w) });
+add({ op: 'gelu', dtype: 'f32', name: 'gelu f32 [batch,seq] tanh', ins: [f('f32', B, S)], build: (a) => fused.gelu(a, 'tanh') });
+add({ op: 'rope', dtype: 'f32', name: 'rope f32 [2,2,5,8] rotate-half, partial (R = 4)', ins: [f('f32', 2, 2, 5, 8), f('f32', 5, 2), f('f32', 5, 2)], build: (x, c, s) => fused.rope(x, c!, s!) });
+add({ op: 'rope', dtype: 'f32', name: 'rope f32 [batch,2,seq,8] interleaved, batched table [batch,1,seq,4]', ins: [f('f32', B, 2, S, 8), f('f32', B, 1, S, 4), f('f32', B, 1, S, 4)], build: (x, c, s) => fused.rope(x, c!, s!, { interleaved: true }) });
+add({ op: 'rope', dtype: 'f32', name: 'rope f32 [2,5,8] rank 3 (decomposed)', ins: [f('f32', 2, 5, 8), f('f32', 5, 4), f('f32', 5, 4)], build: (x, c, s) => fused.rope(x, c!, s!) });
+add({ op: 'sdpa', dtype: 'f32', name: 'sdpa f32 [2,2,4,8] no mask (MultiHeadAttention)', ins: [f('f32', 2, 2, 4, 8), f('f32', 2, 2, 4, 8), f('f32', 2, 2, 4, 8)], build: (q, k, v) => fused.sdpa(q, k!, v!, { scale: 0.3 }) });
+add({ op: 'sdpa', dtype: 'f32', name: 'sdpa f32 GQA 4/2 heads, mask [4,5] (Attention-23)', ins: [f('f32', 2, 4, 4, 8), f('f32', 2, 2, 5, 8), f('f32', 2, 2, 5, 8), f('bool', 4, 5)], build: (q, k, v, m) => fused.sdpa(q, k!, v!, { mask: m }) });
+add({ op: 'sdpa', dtype: 'f32', name: 'sdpa f32 GQA 4/2 heads, no mask (decomposed)', ins: [f('f32', 2, 4, 4, 8), f('f32', 2, 2, 5, 8), f('f32', 2, 2, 5, 8)], build: (q, k, v) => fused.sdpa(q, k!, v!) });
+add({ op: 'sdpa', dtype: 'f32', name: 'sdpa f32 [batch,2,seq,8] key mask [batch,1,1,seq]', ins: [f('f32', B, 2, S, 8), f('f32', B, 2, S, 8), f('f32', B, 2, S, 8), f('bool', B, 1, 1, S)], build: (q, k, v, m) => fused.sdpa(q, k!, v!, { mask: m }) });
+add({ op: 'sdpa', dtype: 'f32', name: 'sdpa f32 fully masked rows average uniformly', ins: [f('f32', 2, 2, 3, 4), f('f32', 2, 2, 3, 4), f('f32', 2, 2, 3, 4)], build: (q, k, v) => fused.sdpa(q, k!, v!, { mask: constant([1, 0, 1, 0, 0, 0], 'bool', [2, 1, 1, 3]) }) });
+add({ op: 'ada_rms_norm', dtype: 'f32', name: 'ada_rms_norm f32 [batch,seq,8] no weight, scale/shift [batch,1,8]', ins: [f('f32', B, S, 8), f('f32', B, 1, 8), f('f32', B, 1, 8)], build: (x, a, b) => fused.adaRmsNorm(x, undefined, a!, b!) });
+add({ op: 'add_rms_norm', dtype: 'f32', name: 'add_rms_norm f32 [batch,seq,8] no weight, normed only', ins: [f('f32', B, S, 8), f('f32', B, S, 8)], build: (x, r) => fused.addRmsNorm(x, r!, undefined)[0] });
+add({ op: 'layer_pool', dtype: 'f32', name: 'layer_pool f32 [batch,seq,3,8]', ins: [f('f32', B, S, 3, 8), f('f32', 1, 3)], build: (x, w) => fused.layerPool(x, w!) });
+
 // ---------------------------------------------------------------------------
 
 describe('op table: ONNX (onnxruntime CPU) vs float64 reference', () => {
@@ -693,6 +726,15 @@ const ERRORS: ErrCase[] = [
   { op: 'conv2d_grad_input', name: 'symbolic spatial dims', sig: 'conv2d_grad_input(f32[1, 2, 3, 3], f32[2, 2, 3, 3])', says: /static shapes/, call: "applyOp('conv2d_grad_input'", build: () => applyOp('conv2d_grad_input', { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1, shape: [1, 2, H, W] }, [input('a', 'f32', [1, 2, 3, 3]), input('b', 'f32', [2, 2, 3, 3])]) },
   { op: 'conv2d_grad_input', name: 'cotangent not the conv output size', sig: 'conv2d_grad_input(f32[1, 2, 4, 4], f32[2, 2, 3, 3])', says: /cotangent spatial size \[4,4\] is not the conv output size \[3,3\]/, call: "applyOp('conv2d_grad_input'", build: () => applyOp('conv2d_grad_input', { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1, shape: [1, 2, 5, 5] }, [input('a', 'f32', [1, 2, 4, 4]), input('b', 'f32', [2, 2, 3, 3])]) },
   { op: 'conv2d_grad_weight', name: 'int input', sig: 'conv2d_grad_weight(i32[1, 2, 5, 5], i32[1, 2, 3, 3])', says: /must be floating point/, call: "applyOp('conv2d_grad_weight'", build: () => applyOp('conv2d_grad_weight', { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1, shape: [2, 2, 3, 3] }, [input('a', 'i32', [1, 2, 5, 5]), input('b', 'i32', [1, 2, 3, 3])]) },
+  { op: 'rms_norm', name: 'weight not per channel', sig: 'rms_norm(f32[2, 3], f32[4])', says: /must have shape \[3\]/, call: 'fused.rmsNorm(', build: () => fused.rmsNorm(input('a', 'f32', [2, 3]), input('w', 'f32', [4])) },
+  { op: 'layer_norm', name: 'bias not per channel', sig: 'layer_norm(f32[2, 3], f32[3], f32[2])', says: /must have shape \[3\]/, call: 'fused.layerNorm(', build: () => fused.layerNorm(input('a', 'f32', [2, 3]), input('w', 'f32', [3]), input('b', 'f32', [2])) },
+  { op: 'gelu', name: 'gelu of int', sig: 'gelu(i32[2])', says: /must be floating point/, call: 'fused.gelu(', build: () => fused.gelu(input('a', 'i32', [2])) },
+  { op: 'rope', name: 'table wider than the head', sig: 'rope(f32[2, 4, 8], f32[4, 5], f32[4, 5])', says: /R <= head dim 8/, call: 'fused.rope(', build: () => fused.rope(input('x', 'f32', [2, 4, 8]), input('c', 'f32', [4, 5]), input('s', 'f32', [4, 5])) },
+  { op: 'sdpa', name: 'heads not a multiple', sig: 'sdpa(f32[1, 3, 4, 8], f32[1, 2, 4, 8], f32[1, 2, 4, 8])', says: /3 query heads is not a multiple of 2/, call: 'fused.sdpa(', build: () => fused.sdpa(input('q', 'f32', [1, 3, 4, 8]), input('k', 'f32', [1, 2, 4, 8]), input('v', 'f32', [1, 2, 4, 8])) },
+  { op: 'swiglu', name: 'dtypes differ', sig: 'swiglu(f32[2], f16[2])', says: /dtypes differ/, call: 'fused.swiglu(', build: () => fused.swiglu(input('a', 'f32', [2]), input('b', 'f16', [2])) },
+  { op: 'ada_rms_norm', name: 'scale grows x', sig: 'ada_rms_norm(f32[2, 3, 8], f32[2, 4, 8], f32[2, 1, 8])', says: /do not broadcast/, call: 'fused.adaRmsNorm(', build: () => fused.adaRmsNorm(input('x', 'f32', [2, 3, 8]), undefined, input('a', 'f32', [2, 4, 8]), input('b', 'f32', [2, 1, 8])) },
+  { op: 'add_rms_norm', name: 'residual of another shape', sig: 'add_rms_norm(f32[2, 3], f32[1, 3])', says: /residual f32\[1, 3\] must have shape \[2, 3\]/, call: 'fused.addRmsNorm(', build: () => fused.addRmsNorm(input('x', 'f32', [2, 3]), input('r', 'f32', [1, 3]), undefined)[0] },
+  { op: 'layer_pool', name: 'weight not [1, n]', sig: 'layer_pool(f32[2, 4, 8], f32[4])', says: /must have shape \[1, 4\]/, call: 'fused.layerPool(', build: () => fused.layerPool(input('x', 'f32', [2, 4, 8]), input('w', 'f32', [4])) },
 ];
 
 /** Ops whose shape rule accepts every operand: nothing to test in the error table. */

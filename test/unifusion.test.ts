@@ -374,7 +374,7 @@ describe('presets', { timeout: 60_000 }, () => {
       expect(c.manifest.params.find((p) => p.name === name)?.shape).toEqual([1, cfg.taps.length]);
     }
     if (cfg.conditioning === 'lap') expect(model.poolWeightNames()).toEqual(['lap.projector.weight']);
-    expect(c.manifest.outputs).toEqual([{ name: 'velocity', dtype: 'f32', shape: ['batch', cfg.dit.channels, 'h*2', 'w*2'] }]);
+    expect(c.manifest.outputs).toEqual([{ name: 'velocity', dtype: 'f32', shape: ['batch', cfg.dit.channels, `h*${cfg.dit.patch}`, `w*${cfg.dit.patch}`] }]);
   });
 
   it.each([['ablation-5b', 5_086_175_296], ['unifusion-8b', 7_946_309_696]] as [string, number][])('inspect of the whole %s pipeline shows the DiT params (%d) apart from LAP and refiner', async (preset, dit) => {

@@ -10,7 +10,9 @@ import type { Attr, LowerCtx } from '../../src/ir/opdef.ts';
 import { opDef } from '../../src/ir/optable.ts';
 import { initValues } from '../../src/ir/init.ts';
 import { fromFloat64, numel, storageBytes, type HostTensor } from '../../src/io/host.ts';
-import { attribute, IR_VERSION, OPSET, valueInfo, type ModelProto, type NodeProto, type TensorProto } from './proto.ts';
+import { attribute, IR_VERSION, OPSET, valueInfo, type FunctionProto, type ModelProto, type NodeProto, type TensorProto } from './proto.ts';
+import type { Target } from '../../src/ir/target.ts';
+import { buildFunction } from './functions.ts';
 
 /**
  * embed: initializers inside the .onnx (limited to 2 GiB by protobuf);
@@ -31,6 +33,8 @@ export interface EmitOptions {
   /** params for which this returns true become graph inputs whatever the weight mode (trainable params of a step graph) */
   paramAsInput?: (p: Node<'param'>) => boolean;
   docString?: string;
+  /** execution provider the fused ops are lowered for (default 'cpu', the runtime's EP) */
+  target?: Target;
   /** the model's metadata_props (producer, preset, weights mode, ... : see compileGraph) */
   metadata?: Readonly<Record<string, string>>;
 }
@@ -85,6 +89,10 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
   const memo = new Map<string, string[]>();
   const names = new Map<Node, string>();
   const usedNames = new Set<string>();
+  // non-default operator domains (com.microsoft, ai.unifusion) and model-local functions
+  const domains = new Map<string, number>();
+  const functions = new Map<string, FunctionProto>();
+  const target: Target = opts.target ?? 'cpu';
 
   // Where each symbol's runtime value can be read: the first input dim that is the bare symbol
   // (or c*symbol).
@@ -112,14 +120,25 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
   };
 
   const cx: LowerCtx = {
+    target,
     emit(opType, ins, attrs = {}, outputs = 1) {
+      return cx.emitDomain('', OPSET, opType, ins, attrs, outputs);
+    },
+    emitDomain(domain, version, opType, ins, attrs = {}, outputs = 1) {
+      if (domain !== '') importDomain(domain, version);
       const outs = Array.from({ length: outputs }, () => fresh(opType.toLowerCase()));
       const attribute_ = Object.keys(attrs)
         .sort()
         .map((k) => attribute(k, attrs[k] as Attr));
       const site = lowering?.site;
-      nodes.push({ opType, input: [...ins], output: outs, name: nodeName(opType), attribute: attribute_, ...(site ? { docString: site } : {}) });
+      nodes.push({ opType, ...(domain ? { domain } : {}), input: [...ins], output: outs, name: nodeName(opType), attribute: attribute_, ...(site ? { docString: site } : {}) });
       return outs;
+    },
+    defineFunction(spec, body) {
+      const key = `${spec.domain}|${spec.name}`;
+      if (functions.has(key)) return;
+      importDomain(spec.domain, spec.version);
+      functions.set(key, buildFunction(spec, body, { target, defineFunction: cx.defineFunction, importDomain }));
     },
     emit1(opType, ins, attrs) {
       return cx.emit(opType, ins, attrs, 1)[0]!;
@@ -187,6 +206,12 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
     },
   };
 
+  function importDomain(domain: string, version: number): void {
+    const prev = domains.get(domain);
+    if (prev !== undefined && prev !== version) throw new OpError(`graph '${graph.name}': operator domain '${domain}' used at versions ${prev} and ${version}`);
+    domains.set(domain, version);
+  }
+
   function lowerAtom(atom: string): string {
     return cx.memo(`atom|${atom}`, () => {
       if (atom.startsWith('(')) {
@@ -252,11 +277,12 @@ export function emitModel(graph: Graph, opts: EmitOptions = {}): Emitted {
 
   const model: ModelProto = {
     irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: OPSET }, ...[...domains].map(([domain, version]) => ({ domain, version }))],
     producerName: 'unifusion',
     producerVersion: '0.1.0',
     docString: opts.docString ?? '',
     graph: { name: graph.name, node: nodes, input: inputs, output: outputs, initializer: initializers },
+    ...(functions.size ? { functions: [...functions.values()] } : {}),
     ...(opts.metadata ? { metadataProps: Object.entries(opts.metadata).map(([key, value]) => ({ key, value })) } : {}),
   };
   return { model, external, externalFile, externalBytes };

@@ -27,8 +27,11 @@ export function valueInfo(name: string, dtype: DType, shape: Shape): ValueInfoPr
   };
 }
 
+export type FunctionProto = onnxProto.onnx.IFunctionProto;
+
 export function attribute(name: string, a: Attr): onnxProto.onnx.IAttributeProto {
   const T = onnx.AttributeProto.AttributeType;
+  if ('ref' in a) return { name, refAttrName: a.ref, type: a.kind === 'f' ? T.FLOAT : a.kind === 'i' ? T.INT : T.STRING };
   if ('i' in a) return { name, type: T.INT, i: a.i };
   if ('f' in a) return { name, type: T.FLOAT, f: a.f };
   if ('s' in a) return { name, type: T.STRING, s: new TextEncoder().encode(a.s) };

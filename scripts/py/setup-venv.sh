@@ -4,6 +4,7 @@
 #
 #   scripts/py/setup-venv.sh          # torch, numpy, safetensors, onnx
 #   scripts/py/setup-venv.sh --hf     # ... plus transformers
+#   scripts/py/setup-venv.sh --ort    # ... plus onnxruntime (the CUDA custom-op glue check, the fusion bench's anchor)
 #
 # Idempotent: if .venv already exists and already has the requested packages
 # at the pinned versions, nothing is installed (a re-run takes ~1-2 s).
@@ -22,13 +23,16 @@ TORCH_VERSION="2.13.0"
 ONNX_VERSION="1.23.1"
 
 WITH_HF=0
+WITH_ORT=0
+ORT_VERSION="1.30.0"
 for arg in "$@"; do
   case "$arg" in
     --hf) WITH_HF=1 ;;
+    --ort) WITH_ORT=1 ;;
     -h|--help)
       sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0 ;;
-    *) echo "setup-venv: unknown argument: $arg (expected --hf)" >&2; exit 2 ;;
+    *) echo "setup-venv: unknown argument: $arg (expected --hf or --ort)" >&2; exit 2 ;;
   esac
 done
 
@@ -41,6 +45,10 @@ CHECKS=("torch:$TORCH_VERSION" "numpy:" "safetensors:" "onnx:$ONNX_VERSION")
 if [[ $WITH_HF == 1 ]]; then
   REQS+=("transformers")
   CHECKS+=("transformers:")
+fi
+if [[ $WITH_ORT == 1 ]]; then
+  REQS+=("onnxruntime==$ORT_VERSION")
+  CHECKS+=("onnxruntime:$ORT_VERSION")
 fi
 
 if [[ -x "$VENV_DIR/bin/python" ]]; then
@@ -99,5 +107,8 @@ print(f"setup-venv: ok: python {sys.version.split()[0]}, torch {torch.__version_
 PY
 if [[ $WITH_HF == 1 ]]; then
   "$VPY" -c 'import transformers; print("setup-venv: ok: transformers", transformers.__version__)'
+fi
+if [[ $WITH_ORT == 1 ]]; then
+  "$VPY" -c 'import onnxruntime; print("setup-venv: ok: onnxruntime", onnxruntime.__version__)'
 fi
 log "activate with: source ${VENV_DIR#$REPO_ROOT/}/bin/activate"

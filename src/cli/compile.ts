@@ -1,4 +1,4 @@
-// `unifusion compile <graph.ts> [--preset NAME] --out DIR [--weights MODE] [--force] [--no-typecheck]`
+// `unifusion compile <graph.ts> [--preset NAME] --out DIR [--weights MODE] [--target EP] [--cuda-ops DIR] [--force] [--no-typecheck]`
 //
 // Order of work, so that a bad --out or a bad graph fails before anything is written: check the
 // output folder (overlap with the graph file, ownership, writable: src/io/outdir.ts), start the
@@ -14,6 +14,9 @@ import { displayPath, preflightOutputDir, writeOutputDir, type OutputTarget } fr
 import { UsageError } from './errors.ts';
 import { GraphFileError, loadGraphFile } from './load-graph.ts';
 import { startTypecheck, withTypecheck } from './typecheck.ts';
+import { isTarget, TARGETS, type Target } from '../ir/target.ts';
+import { formatReport } from '../passes/fusion/fuse.ts';
+import { cudaOpsDirProblem, generateCudaOps, writeCudaOps } from '../../codegen/cuda/index.ts';
 
 export interface CompileCommandOptions {
   preset?: string;
@@ -31,6 +34,16 @@ export interface CompileCommandOptions {
   force?: boolean;
   /** type-check the graph file first (default true) */
   typecheck?: boolean;
+  /** execution provider to fuse and lower for (default cpu) */
+  target?: string;
+  /** write CUDA sources of the graph's ai.unifusion ops into this folder */
+  cudaOps?: string;
+}
+
+/** `inner` is `outer` or lies inside it */
+function within(inner: string, outer: string): boolean {
+  const rel = path.relative(path.resolve(outer), path.resolve(inner));
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
 const WEIGHT_MODES = ['auto', 'embed', 'external', 'skeleton', 'inputs'];
@@ -50,6 +63,15 @@ export function configHash(cfg: unknown): string {
 
 export async function compileCommand(file: string, opts: CompileCommandOptions): Promise<void> {
   if (opts.weights && !WEIGHT_MODES.includes(opts.weights)) throw new UsageError(`--weights must be one of ${WEIGHT_MODES.join(', ')}, got '${opts.weights}'`);
+  const tgt = opts.target ?? 'cpu';
+  if (!isTarget(tgt)) throw new UsageError(`--target must be one of ${TARGETS.join(', ')}, got '${opts.target}'`);
+  const fuseFor: Target = tgt;
+  if (opts.cudaOps !== undefined) {
+    if (within(opts.cudaOps, opts.out) || within(opts.out, opts.cudaOps)) throw new UsageError(`--cuda-ops ${opts.cudaOps} overlaps --out ${opts.out}: give them separate folders`);
+    for (const input of [file, ...(opts.params ?? [])]) if (within(input, opts.cudaOps) || within(opts.cudaOps, input)) throw new UsageError(`--cuda-ops ${opts.cudaOps} overlaps the input ${input}: choose another folder`);
+    const problem = await cudaOpsDirProblem(opts.cudaOps);
+    if (problem) throw new UsageError(problem);
+  }
   const target: OutputTarget = { out: opts.out, inputs: [{ path: file, what: '<graph>' }, ...(opts.params ?? []).map((p) => ({ path: p, what: '--params' }))], force: opts.force, command: 'compile' };
   await preflightOutputDir(target);
   const t0 = performance.now();
@@ -70,7 +92,8 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
     }
     const t2 = performance.now();
     const metadata = { graph_file: displayPath(file), config_hash: configHash(def.presets[preset]) };
-    const compiled = compileGraph(graph, { weights: opts.weights, debug: opts.debug, preset, metadata, paramValues });
+    const compiled = compileGraph(graph, { weights: opts.weights, debug: opts.debug, preset, metadata, paramValues, target: fuseFor });
+    if (opts.debug && compiled.fusion) process.stderr.write(formatReport(compiled.fusion) + '\n');
     return { def, preset, compiled, times: [t1, t2, performance.now()] as const };
   }, { primary: (e) => e instanceof GraphFileError });
   const [t1, t2, t3] = times;
@@ -78,6 +101,15 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
   const cached = check ? (await check.result).cached : false;
   const written = await writeOutputDir(target, (stage) => writeCompiled(stage, compiled));
   const w = written.result;
+  let cudaNote: string | undefined;
+  if (opts.cudaOps !== undefined) {
+    const src = generateCudaOps(compiled.graph);
+    if (src.ops.length === 0) cudaNote = `no ai.unifusion ops in this graph for target ${fuseFor}: no CUDA sources written`;
+    else {
+      await writeCudaOps(opts.cudaOps, src);
+      cudaNote = `${src.ops.join(', ')} -> ${displayPath(opts.cudaOps)}/ (${Object.keys(src.files).length} files; cmake -S ${displayPath(opts.cudaOps)} -B <build> [-DORT_ROOT=...])`;
+    }
+  }
   const t4 = performance.now();
   if (opts.quiet) return;
   const m = compiled.manifest;
@@ -89,6 +121,8 @@ export async function compileCommand(file: string, opts: CompileCommandOptions):
     `  outputs: ${m.outputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(', ')}]`).join('; ')}`,
     `  params:  ${fmt(m.paramCount)} (${fmt(m.trainableParamCount)} trainable) in ${m.params.length} tensors, weights ${m.weights}`,
     `  nodes:   ${m.irNodes} IR -> ${m.onnxNodes} ONNX (opset ${m.opset}); ${fmt(w.onnxBytes)} bytes onnx${w.dataBytes ? ` + ${fmt(w.dataBytes)} bytes external data` : ''}`,
+    `  target:  ${m.target ?? 'none'}; fused ${Object.entries(m.fused).map(([k, v]) => `${k}×${v}`).join(' ') || 'nothing'}`,
+    ...(cudaNote ? [`  cuda:    ${cudaNote}`] : []),
     `  time:    load ${(t1 - t0).toFixed(0)} ms, trace ${(t2 - t1).toFixed(0)} ms, passes+emit ${(t3 - t2).toFixed(0)} ms${check ? (cached ? ', type check passed before (files unchanged)' : `, type check ${(tc - t0).toFixed(0)} ms (beside them)`) : ''}, write ${(t4 - tc).toFixed(0)} ms`,
     `  manifest: ${final(w.manifestPath)}`,
   ];

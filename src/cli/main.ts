@@ -28,15 +28,17 @@ export async function main(argv: string[]): Promise<void> {
     .option('--preset <name>', 'preset of the graph file (default: its first)')
     .requiredOption('--out <dir>', 'output folder')
     .option('--weights <mode>', 'auto | embed | external | skeleton | inputs', 'auto')
-    .option('--debug', 'print the graph after every compiler pass')
+    .option('--debug', 'print the graph after every compiler pass, and what each fusion rule fused or declined (and why)')
+    .option('--target <ep>', 'execution provider to fuse for: cpu | cuda | webgpu | portable (standard ops only)', 'cpu')
+    .option('--cuda-ops <dir>', 'also write CUDA sources (kernels, C launchers, ORT custom-op glue, CMakeLists, harness) of the graph\'s ai.unifusion ops to DIR')
     .option('--params <file...>', 'bake trained weights in: safetensors files or `train` run folders (frozen params from its step graph; later sources win)')
     .option('--ema', 'with --params: use the EMA weights (default: when present)')
     .option('--no-ema', 'with --params: use the raw weights even when EMA weights are present')
     .option('--allow-unused-params', 'with --params: ignore tensors that are not params of this graph')
     .option('--force', 'write into a non-empty folder that holds files unifusion did not write (they are kept)')
     .option('--no-typecheck', 'skip the TypeScript type check of the graph file (faster; type errors then surface at trace time or not at all)')
-    .addHelpText('after', examples('unifusion compile examples/transformer.ts --preset tiny --out out/tiny', 'unifusion compile graphs/unifusion.ts --preset unifusion-8b --weights skeleton --out out/uf8b', 'unifusion compile graphs/unifusion.ts --preset tiny --params run/ --out dit'))
-    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean; params?: string[]; ema?: boolean; allowUnusedParams?: boolean; force?: boolean; typecheck: boolean }) => {
+    .addHelpText('after', examples('unifusion compile examples/transformer.ts --preset tiny --out out/tiny', 'unifusion compile graphs/unifusion.ts --preset unifusion-8b --weights skeleton --out out/uf8b', 'unifusion compile graphs/unifusion.ts --preset tiny --params run/ --out dit', 'unifusion compile graphs/unifusion.ts --preset tiny --target cuda --cuda-ops out/uf-cuda --out out/uf'))
+    .action(async (graph: string, opts: { preset?: string; out: string; weights: 'auto'; debug?: boolean; target?: string; cudaOps?: string; params?: string[]; ema?: boolean; allowUnusedParams?: boolean; force?: boolean; typecheck: boolean }) => {
       const { compileCommand } = await import('./compile.ts');
       await compileCommand(graph, opts);
     });

@@ -8,3 +8,4 @@ export * from './functional.ts';
 export * from './nn/basic.ts';
 export * from './nn/transformer.ts';
 export { defineGraph, type GraphDefinition } from './define.ts';
+export { fused } from './fused.ts';

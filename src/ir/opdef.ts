@@ -7,6 +7,7 @@ import type { Dim } from './dims.ts';
 import type { Node, TensorType } from './node.ts';
 import type { RefTensor } from './ref.ts';
 import type { NB } from './nb.ts';
+import type { Target } from './target.ts';
 
 /** ONNX attribute values, tagged so that int and float never get confused. */
 export type Attr =
@@ -14,7 +15,9 @@ export type Attr =
   | { f: number }
   | { s: string }
   | { ints: number[] }
-  | { floats: number[] };
+  | { floats: number[] }
+  /** inside a model-local function body: the value of the function's attribute `ref` */
+  | { ref: string; kind: 'f' | 'i' | 's' };
 
 /** What a lowering may ask of the ONNX emitter. Every method returns value names. */
 export interface LowerCtx {
@@ -33,6 +36,27 @@ export interface LowerCtx {
   leaf(node: Node): string;
   /** Compute once per key (e.g. sibling split pieces sharing one Split node). */
   memo(key: string, make: () => string[]): string[];
+  /** The execution provider this model is lowered for (fused ops pick their ONNX form by it). */
+  readonly target: Target;
+  /** Emit one node of a non-default operator domain (com.microsoft, ai.unifusion); the domain's opset is imported. */
+  emitDomain(domain: string, version: number, opType: string, inputs: string[], attrs?: Record<string, Attr>, outputs?: number): string[];
+  /**
+   * Declare a model-local function (ONNX FunctionProto) once per domain + name. `body` lowers into
+   * a function-local context whose values start from the formal `inputs`; it returns the values
+   * bound to the formal `outputs`. Inside it, constants become Constant nodes and no graph inputs,
+   * parameters or symbolic sizes are reachable.
+   */
+  defineFunction(spec: FunctionSpec, body: (fx: LowerCtx, inputs: string[]) => string[]): void;
+}
+
+export interface FunctionSpec {
+  domain: string;
+  version: number;
+  name: string;
+  inputs: string[];
+  outputs: string[];
+  attributes: string[];
+  doc?: string;
 }
 
 /** What the reference evaluator offers: symbolic dims resolved against concrete inputs. */

@@ -7,6 +7,7 @@ import { SOURCE_OPS } from './ops/source.ts';
 import { SHAPE_OPS } from './ops/shape.ts';
 import { COMPUTE_OPS } from './ops/compute.ts';
 import { ADJOINT_OPS } from './ops/adjoint.ts';
+import { FUSED_OPS } from './ops/fused.ts';
 
 export type OpTable = { [K in OpKind]: OpDef<K> };
 
@@ -16,6 +17,7 @@ export const OPS: OpTable = {
   ...SHAPE_OPS,
   ...COMPUTE_OPS,
   ...ADJOINT_OPS,
+  ...FUSED_OPS,
 };
 
 export function opDef<K extends OpKind>(k: K): OpDef<K> {

@@ -27,7 +27,46 @@ export interface BinaryParams {
   add: None; sub: None; mul: None; div: None; pow: None; max: None; min: None;
   eq: None; lt: None; le: None; gt: None; ge: None; and: None; or: None;
 }
-export interface OpParams extends UnaryParams, BinaryParams {
+/**
+ * Fused ops (src/ir/ops/fused.ts): each is defined by a reference decomposition into the
+ * primitives above, which is its float64 reference, its VJP and its fallback lowering. The fusion
+ * pass (src/passes/fusion/) makes them from primitive patterns; lowerings pick an ONNX form per
+ * target (src/passes/fusion/targets.ts).
+ */
+export interface FusedParams {
+  /** x * rsqrt(mean(x^2, -1) + eps) [* w]; inputs (x, w?) */
+  rms_norm: { eps: number; weight: boolean };
+  /** (x - mean) * rsqrt(var + eps) [* w] [+ b] over the last axis; inputs (x, w?, b?) */
+  layer_norm: { eps: number; weight: boolean; bias: boolean };
+  gelu: { approximate: 'none' | 'tanh' };
+  /**
+   * Rotary embedding of the first R = 2 * cos.shape[-1] channels of x [..., S, D] (the rest pass
+   * through); inputs (x, cos, sin) with cos/sin [..., S, R/2] broadcasting against x's leading axes.
+   * interleaved: pairs (x[2i], x[2i+1]) (GPT-J / FLUX); else halves (x[i], x[i + R/2]) (rotate_half).
+   */
+  rope: { interleaved: boolean };
+  /**
+   * Scaled dot-product attention: q [B, H, Sq, D], k/v [B, KV, Sk, D] (H a multiple of KV),
+   * optional bool mask broadcasting to [B, H, Sq, Sk] (true = attend; masked scores = the dtype's
+   * lowest value, so a fully masked row averages uniformly). Inputs (q, k, v, mask?).
+   */
+  sdpa: { scale: number; mask: boolean };
+  /**
+   * Residual add + RMSNorm, two outputs as two sibling nodes (like split's pieces): index 0 is
+   * rms_norm(x + r, w), index 1 the sum x + r; siblings with equal inputs lower to one ONNX node
+   * where the target has one (SkipSimplifiedLayerNormalization). Inputs (x, r, w?).
+   */
+  add_rms_norm: { eps: number; weight: boolean; index: 0 | 1 };
+  /** silu(a) * b (the SwiGLU gate); inputs (a, b) */
+  swiglu: None;
+  /** custom op ai.unifusion.AdaRMSNorm: rms_norm(x, w) * (1 + scale) + shift; inputs (x, w?, scale, shift) */
+  ada_rms_norm: { eps: number; weight: boolean };
+  /** custom op ai.unifusion.LayerPool: sum_i w[i] * x[..., i, :]; inputs (x [..., n, C], w [1, n]) -> [..., C] */
+  layer_pool: None;
+}
+export type FusedKind = keyof FusedParams;
+
+export interface OpParams extends UnaryParams, BinaryParams, FusedParams {
   /** graph input; symbolic dims allowed */
   input: { name: string; dtype: DType; shape: Dim[] };
   /** trainable or frozen weight, named by its dot path */

@@ -11,7 +11,9 @@ import { grad } from '../autodiff/grad.ts';
 import { currentTrace, DSLError, input, trace } from '../dsl/trace.ts';
 import { concat, constant, Tensor } from '../dsl/tensor.ts';
 import type { Param } from '../dsl/module.ts';
-import { optimize } from '../passes/pipeline.ts';
+import { optimize, pipelineFor } from '../passes/pipeline.ts';
+import type { Target } from '../ir/target.ts';
+import type { FusionReport } from '../passes/fusion/fuse.ts';
 import { emitModel, paramTensor, type Emitted } from '../../codegen/onnx/emit.ts';
 import { fromFloat64, toFloat64, type HostTensor } from '../io/host.ts';
 
@@ -183,11 +185,16 @@ export interface CompiledTrainStep {
 }
 
 /** Build, optimise and emit a step graph: trainable params are graph inputs; frozen ones stay weights. */
-export function compileTrainStep(def: TrainStepDefinition, opt: AdamWOptions = {}, emit: { weights?: 'embed' | 'external' | 'skeleton'; debug?: boolean } = {}): CompiledTrainStep {
+export function compileTrainStep(
+  def: TrainStepDefinition,
+  opt: AdamWOptions = {},
+  /** target: fuse the step graph for this execution provider (after autodiff, like any graph); default: no fusion */
+  emit: { weights?: 'embed' | 'external' | 'skeleton'; debug?: boolean; target?: Target; onFusion?: (r: FusionReport) => void } = {},
+): CompiledTrainStep {
   const built = buildTrainStep(def, opt);
-  const graph = optimize(built.graph, { debug: emit.debug });
+  const graph = optimize(built.graph, { debug: emit.debug, passes: emit.target ? pipelineFor(emit.target, { onReport: emit.onFusion }) : undefined });
   const trainable = new Set(built.spec.params.map((p) => p.name));
-  const emitted = emitModel(graph, { weights: emit.weights ?? 'embed', paramAsInput: (p) => trainable.has(p.params.name) });
+  const emitted = emitModel(graph, { weights: emit.weights ?? 'embed', paramAsInput: (p) => trainable.has(p.params.name), target: emit.target });
   return {
     graph,
     spec: built.spec,

@@ -1,0 +1,19 @@
+// Every fusion rule by name. A target's rule list (targets.ts) picks and orders them:
+// layer-norm before rms-norm (an RMSNorm of the centred x is LayerNorm's inner half),
+// rope before rope-sections, the norms before ada-rms-norm (which matches a fused rms_norm), and
+// ada-rms-norm before add-rms-norm (adaLN modulation keeps its norms).
+import type { FusionRule } from './rule.ts';
+import { adaRmsNormRule } from './ada-rms-norm.ts';
+import { addRmsNormRule } from './add-rms-norm.ts';
+import { geluRule } from './gelu.ts';
+import { layerNormRule } from './layer-norm.ts';
+import { layerPoolRule } from './layer-pool.ts';
+import { rmsNormRule } from './rms-norm.ts';
+import { ropeRule } from './rope.ts';
+import { ropeSectionsRule } from './rope-sections.ts';
+import { sdpaRule } from './sdpa.ts';
+import { swigluRule } from './swiglu.ts';
+
+export const RULES: Record<string, FusionRule> = Object.fromEntries(
+  ([layerNormRule, rmsNormRule, geluRule, ropeRule, ropeSectionsRule, sdpaRule, swigluRule, adaRmsNormRule, layerPoolRule, addRmsNormRule] as FusionRule[]).map((r) => [r.name, r]),
+);
