@@ -65,7 +65,17 @@ export interface UniFusionConfig {
   /** bidirectional refiner in front of the projection (last-layer, penultimate, lap) */
   refiner: RefinerConfig;
   dit: DiTConfig;
+  /**
+   * What the network outputs; the graph always returns the velocity. 'velocity' (default): the
+   * DiT's output is v. 'x0': the DiT predicts the clean latents and v = (x_t - x0_hat) / max(t,
+   * X0_T_MIN) (JiT, Li & He 2025): a pixel-space DiT with patches wider than its width cannot carry
+   * the noise through to predict v = eps - x0, but the clean image lies on a low-dimensional manifold.
+   */
+  prediction?: 'velocity' | 'x0';
 }
+
+/** Smallest t in the x0 -> velocity conversion (JiT clips 1/t the same way). */
+export const X0_T_MIN = 0.05;
 
 export const HIDDEN_INPUT = (i: number) => `hidden_states.${i}`;
 export const KEY_INPUT = (i: number) => `key_states.${i}`;
@@ -164,8 +174,15 @@ export class UniFusion extends Module {
     return (this.injections ?? []).map((j) => j.lap.poolWeightName);
   }
 
-  /** latents x_t [B, C, 2h, 2w], timestep [B] -> velocity */
+  /** latents x_t [B, C, 2h, 2w], timestep [B] -> velocity (converted from x0_hat when cfg.prediction is 'x0') */
   forward(f: ConditionFeatures, latents: Tensor, timestep: Tensor): Tensor {
+    const out = this.network(f, latents, timestep);
+    if ((this.cfg.prediction ?? 'velocity') === 'velocity') return out;
+    return latents.sub(out).div(timestep.reshape(timestep.dim(0), 1, 1, 1).maximum(X0_T_MIN));
+  }
+
+  /** The network's own output (velocity or x0_hat, by cfg.prediction). */
+  network(f: ConditionFeatures, latents: Tensor, timestep: Tensor): Tensor {
     const { cfg } = this;
     const L = cfg.vlm.layers;
     const mask = f.mask;
