@@ -28,7 +28,7 @@ describe('shapes VLM folder', () => {
       return { last: hs['hidden_states.4']! };
     }, { seed: 9 });
     const params = new Map(graph.params().map((p) => [p.params.name, paramTensor(p)] as const));
-    // the lm_head is not in this graph: give it one so the folder is complete
+    // the lm_head is not in this graph: give it one so the folder is complete (import-hf uses it in the generation graph)
     const V = (config.text_config as { vocab_size: number }).vocab_size;
     params.set('lm_head.weight', { dtype: 'f32', shape: [V, 96], data: new Float32Array(V * 96).fill(0.01) });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shapes-vlm-'));
@@ -37,7 +37,7 @@ describe('shapes VLM folder', () => {
       for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) expect(fs.existsSync(path.join(dir, 'hf', f))).toBe(true);
       const imp = await importHf(path.join(dir, 'hf'), { out: path.join(dir, 'enc'), taps: 'list:0,2,4' });
       expect(imp.modelType).toBe('internvl');
-      expect(imp.ignored).toEqual(['lm_head.weight']);
+      expect(imp.ignored).toEqual([]); // the lm_head feeds the VLM package's generation graph
       const rows = vlmRows(30, 3).filter((r) => r.task !== 'lm').slice(0, 5).map(encodeRow);
       const b = vlmBatch(rows, Math.max(...rows.map((r) => r.ids.length)));
       const images = rows.flatMap((r) => r.images);
