@@ -19,6 +19,8 @@ export interface ConditionOptions {
   /** VERIFI: let the VLM rewrite the prompt, condition on the generated tokens */
   rewrite: boolean;
   systemPrompt?: string;
+  /** without rewrite: keep the chat template's fixed prefix / suffix tokens (pipeline.json dropTemplate: false) */
+  keepTemplate?: boolean;
   maxNewTokens?: number;
   temperature?: number;
   topP?: number;
