@@ -13,6 +13,10 @@ export interface ConditionRequest {
   prompt: string;
   /** images in the VLM prompt (editing, multi-reference, reconstruction) */
   images?: RgbImage[];
+  /** with rewrite: teacher forcing, the VLM's answer to condition on instead of generating one (runtime/vlm) */
+  answer?: string;
+  /** the answer as token ids; exclusive with answer */
+  answerIds?: number[];
 }
 
 export interface ConditionOptions {
