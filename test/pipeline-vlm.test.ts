@@ -51,6 +51,7 @@ beforeAll(async () => {
   await assemble({ ...base, out: p('pipe') });
   await assemble({ ...base, out: p('pipe-keep'), dropTemplate: false });
   await assemble({ ...base, out: p('pipe-rw'), rewrite: true, systemPrompt: 'Describe the picture in five words.' });
+  await assemble({ ...base, nullCondition: undefined, out: p('pipe-nonull') });
   fs.writeFileSync(p('a.png'), encodePng(randomImage(40, 24, 1)));
   fs.writeFileSync(p('b.png'), encodePng(randomImage(20, 20, 2)));
   fs.writeFileSync(p('prompts.txt'), 'a red circle\n\ntwo blue squares at the top\n');
@@ -131,6 +132,21 @@ describe('sample with the pipeline VLM', () => {
     expect(off.images[0]!.meta.rewritten_prompt).toBeUndefined();
     const wantOff = await withConditions(p('pipe'), ['a red circle'], await vlm.condition([{ prompt: 'a red circle' }], { rewrite: false }));
     expect(off.images[0]!.latent).toEqual(wantOff.images[0]!.latent);
+  });
+});
+
+describe('assemble --vlm without --null-condition', () => {
+  it("stores the VLM's empty-prompt condition as the dropped condition: CFG works and equals the explicit one", async () => {
+    const json = JSON.parse(fs.readFileSync(p('pipe-nonull', 'pipeline.json'), 'utf8'));
+    expect(json.conditioning.nullCondition).toBe('null_condition.safetensors');
+    expect(json.scheduler.guidance).toBe(3);
+    expect(fs.readFileSync(p('pipe-nonull', 'null_condition.safetensors'))).toEqual(fs.readFileSync(p('pipe', 'null_condition.safetensors')));
+    const a = await Pipeline.load(p('pipe-nonull'));
+    const got = await a.generate({ prompts: ['a red circle'], rewrite: false, seed: 5, progress: false });
+    await a.close();
+    const want = await withConditions(p('pipe'), ['a red circle'], await vlm.condition([{ prompt: 'a red circle' }], { rewrite: false }));
+    expect(got.images[0]!.meta.guidance).toBe(3);
+    expect(got.images[0]!.latent).toEqual(want.images[0]!.latent);
   });
 });
 
