@@ -108,6 +108,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--dataset <dir>', 'train a UniFusion preset on this image dataset folder (JSONL rows {image, caption} / {source(s), instruction, target})')
     .option('--preset <name>', 'with --dataset: the UniFusion preset of the graph file')
     .option('--vlm <dir>', 'with --dataset: the VLM package that encodes the captions')
+    .option('--system-prompt <text>', "with --dataset --vlm: VERIFI system prompt of the teacher-forced rows (those with an 'answer'); recorded for assembly")
     .option('--conditions <file>', 'with --dataset: precomputed conditions (safetensors rows, metadata "prompts")')
     .option('--vae <dir>', 'with --dataset: VAE folder (import-hf); omit for pixel space')
     .option('--pixel-shift <x>', 'with --dataset, pixel space: latent = (rgb - shift) * scale')
