@@ -158,8 +158,14 @@ export class VlmPackage {
     const tiling = { minNum: 1, maxNum: 12, thumbnail: true };
     if (config.internvl) {
       spec = internvlImageTokens(tokenizer, config.internvl.imageTokenId);
-      const pp = readJsonIf(path.join(dir, 'preprocessor_config.json'));
+      const ppFile = path.join(dir, 'preprocessor_config.json');
+      const pp = readJsonIf(ppFile);
       if (pp) {
+        // the vision graph is built for config.json's tile size; a processor resizing to another would feed it wrong shapes
+        const sz = pp.size as { height?: unknown; width?: unknown } | number | undefined;
+        const sides = typeof sz === 'number' ? [sz, sz] : sz && typeof sz === 'object' ? [sz.height, sz.width].filter((v) => v !== undefined) : [];
+        const tile = config.internvl.vision.imageSize;
+        for (const v of sides) if (v !== tile) throw new VlmError(`${ppFile}: size ${JSON.stringify(pp.size)} differs from the vision tower's image_size ${tile} (config.json vision_config)`);
         if (Number.isInteger(pp.min_patches)) tiling.minNum = pp.min_patches as number;
         if (Number.isInteger(pp.max_patches)) tiling.maxNum = pp.max_patches as number;
         if (typeof pp.crop_to_patches === 'boolean' && !pp.crop_to_patches) tiling.maxNum = tiling.minNum = 1;
