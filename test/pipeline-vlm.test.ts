@@ -90,8 +90,8 @@ describe('sample with the pipeline VLM', () => {
     expect(got.images[0]!.latent).toEqual(want.images[0]!.latent);
   });
 
-  it('--prompts FILE: one batched VLM call, rows padded; same images as the VLM batch condition', async () => {
-    await sampleCommand({ pipeline: p('pipe'), prompts: p('prompts.txt'), rewrite: false, seed: 5, numImages: 2, out: p('s2'), quiet: true, progress: false });
+  it('--prompts FILE (--vlm-batch 1: one VLM call per prompt): same images as the VLM batch condition, rows padded', async () => {
+    await sampleCommand({ pipeline: p('pipe'), prompts: p('prompts.txt'), rewrite: false, seed: 5, numImages: 2, vlmBatch: '1', out: p('s2'), quiet: true, progress: false });
     const prompts = ['a red circle', 'two blue squares at the top'];
     const c = await vlm.condition(prompts.map((q) => ({ prompt: q })), { rewrite: false });
     expect(c.lengths[0]).not.toBe(c.lengths[1]); // padding is exercised

@@ -25,6 +25,8 @@ export interface ConditionOptions {
   systemPrompt?: string;
   /** without rewrite: keep the chat template's fixed prefix / suffix tokens (pipeline.json dropTemplate: false) */
   keepTemplate?: boolean;
+  /** prompts per VLM batch (runtime/vlm condition() chunks) */
+  batchSize?: number;
   maxNewTokens?: number;
   temperature?: number;
   topP?: number;

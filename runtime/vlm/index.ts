@@ -88,6 +88,12 @@ export interface ConditionOptions extends GenerationSettings {
   tapsFrom?: 'decode' | 'final-pass';
   /** without rewrite: keep the template's fixed prefix / suffix tokens in the condition */
   keepTemplate?: boolean;
+  /**
+   * requests per VLM batch: hundreds of prompts go through in chunks of this many (each chunk
+   * padded to its own longest row), merged into one result. Greedy results do not depend on it;
+   * sampled ones do unless `seeds` are given (a row's default stream is its place in the chunk).
+   */
+  batchSize?: number;
 }
 
 export interface ConditionResult {
@@ -317,6 +323,19 @@ export class VlmPackage {
   /** The UniFusion condition for a batch of requests (module header). */
   async condition(reqs: readonly Request[], o: ConditionOptions): Promise<ConditionResult> {
     if (typeof o?.rewrite !== 'boolean') throw new VlmError('condition(): options.rewrite must be true or false');
+    if (o.batchSize !== undefined) {
+      const n = o.batchSize;
+      if (!Number.isSafeInteger(n) || n < 1) throw new VlmError(`batch size must be an integer >= 1, got ${JSON.stringify(n)}`);
+      if (o.seeds && o.seeds.length !== reqs.length) throw new VlmError(`${o.seeds.length} seeds for ${reqs.length} requests`);
+      if (reqs.length > n) {
+        const parts: ConditionResult[] = [];
+        for (let from = 0; from < reqs.length; from += n) {
+          const onToken = o.onToken;
+          parts.push(await this.condition(reqs.slice(from, from + n), { ...o, batchSize: undefined, seeds: o.seeds?.slice(from, from + n), onToken: onToken && ((row, t) => onToken(from + row, t)) }));
+        }
+        return mergeConditions(parts);
+      }
+    }
     if (this.taps.length === 0) throw new VlmError(`${this.dir}: the generation graph outputs no hidden-state taps (import with --taps)`);
     const empty = reqs.map((r) => r.prompt.trim() === '' && !r.images?.length);
     const live = reqs.map((_, b) => b).filter((b) => !empty[b]);
@@ -405,6 +424,32 @@ export class VlmPackage {
     await this.session.release();
     await this.vision?.release();
   }
+}
+
+/** Results of consecutive request chunks as one: rows concatenated, the token axis padded to the longest (mask false). */
+function mergeConditions(parts: readonly ConditionResult[]): ConditionResult {
+  const tensors: Record<string, HostTensor> = {};
+  const B = parts.reduce((a, p) => a + p.lengths.length, 0);
+  const S = Math.max(1, ...parts.map((p) => p.tensors.condition_mask!.shape[1]!));
+  for (const name of Object.keys(parts[0]!.tensors)) {
+    const t0 = parts[0]!.tensors[name]!;
+    const inner = t0.shape.slice(2).reduce((a, x) => a * x, 1);
+    const data = name === 'condition_mask' ? new Uint8Array(B * S) : new Float32Array(B * S * inner);
+    let row = 0;
+    for (const p of parts) {
+      const t = p.tensors[name]!, s = t.shape[1]!;
+      for (let b = 0; b < t.shape[0]!; b++, row++) (data as Float32Array).set((t.data as Float32Array).subarray(b * s * inner, (b + 1) * s * inner), row * S * inner);
+    }
+    tensors[name] = { dtype: t0.dtype, shape: [B, S, ...t0.shape.slice(2)], data } as HostTensor;
+  }
+  return {
+    tensors,
+    rewritten: parts.flatMap((p) => p.rewritten),
+    lengths: parts.flatMap((p) => p.lengths),
+    promptIds: parts.flatMap((p) => p.promptIds),
+    generatedIds: parts.flatMap((p) => p.generatedIds),
+    finish: parts.flatMap((p) => p.finish),
+  };
 }
 
 function readJsonIf(file: string): Record<string, unknown> | undefined {

@@ -192,6 +192,7 @@ export async function main(argv: string[]): Promise<void> {
       .option('--system-prompt <text>', 'VERIFI system prompt')
       .option('--condition <file>', 'precomputed conditions (safetensors, one row per prompt) instead of the VLM')
       .option('--batch-size <n>', 'images per DiT call (cond + uncond count as one)')
+      .option('--vlm-batch <n>', 'prompts per VLM batch when encoding / rewriting (default: all at once)')
       .option('--device <ep>', 'onnxruntime execution provider', 'cpu')
       .option('--no-verify', 'skip the sha256 check of the pipeline files (presence is still checked)')
       .option('--no-grid', 'no grid.png')
