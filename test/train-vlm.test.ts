@@ -121,4 +121,24 @@ describe('train --dataset --vlm', () => {
     expect(toFloat64(fromFloat64('f32', [1], [out.images[0]!.latent[0]!])).every(Number.isFinite)).toBe(true);
     await pipe.close();
   });
+
+  it('the split graphs (condition tokens once per prompt, DiT per step) equal the single graph (1e-5), velocity and whole samples', async () => {
+    const json = JSON.parse(fs.readFileSync(p('pipe', 'pipeline.json'), 'utf8'));
+    expect(json.parts.dit.split).toEqual({ condition: { onnx: 'dit/condition/unifusion_condition.onnx', manifest: 'dit/condition/manifest.json' }, tokens: { onnx: 'dit/tokens/unifusion_tokens.onnx', manifest: 'dit/tokens/manifest.json' } });
+    const split = await Pipeline.load(p('pipe'));
+    const single = await Pipeline.load(p('pipe'), { split: false });
+    expect([split.split, single.split]).toEqual([true, false]);
+    const c = await vlm.condition([{ prompt: 'a red circle' }, { prompt: 'two squares', images: [p('ds', 'a.png')] }, { prompt: '' }], { rewrite: false });
+    const x = seededNoise([3, 4, 5], 3 * 16 * 16);
+    for (const sigma of [1, 0.5, 0.1]) expect(relErr(await split.velocity(x, [3, 3, 16, 16], sigma, c.tensors), await single.velocity(x, [3, 3, 16, 16], sigma, c.tensors))).toBeLessThan(1e-5);
+    const req = { prompts: ['a red circle', 'two squares'], numImages: 2, rewrite: false, seed: 2, progress: false as const };
+    const a = await split.generate(req), b = await single.generate(req);
+    for (let k = 0; k < 4; k++) expect(relErr(a.images[k]!.latent, b.images[k]!.latent)).toBeLessThan(1e-5);
+    await split.close();
+    await single.close();
+    // assemble --no-split (library: split: false) writes the single graph only
+    const one = await assemble({ vlm: p('vlm'), dit: p('run'), out: p('pipe-one'), split: false });
+    expect(one.json.parts.dit.split).toBeUndefined();
+    expect(fs.existsSync(p('pipe-one', 'dit', 'condition'))).toBe(false);
+  });
 });

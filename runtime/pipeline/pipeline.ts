@@ -39,6 +39,8 @@ export interface LoadOptions {
   /** how prompts become conditions; default: the pipeline's VLM package (runtime/vlm) */
   encoder?: PromptEncoder;
   intraOpThreads?: number;
+  /** use the split condition / per-step DiT graphs when the pipeline has them (default true) */
+  split?: boolean;
 }
 
 export interface GenerateRequest {
@@ -193,13 +195,37 @@ export class Pipeline {
     return [height / this.latent.factor, width / this.latent.factor];
   }
 
-  private session(part: 'dit'): Promise<Session> {
+  private session(part: 'dit' | 'condition' | 'tokens'): Promise<Session> {
     let s = this.sessions.get(part);
     if (!s) {
-      s = Session.load(path.join(this.dir, this.json.parts.dit.onnx), { device: this.opts.device, intraOpThreads: this.opts.intraOpThreads });
+      const d = this.json.parts.dit;
+      const file = part === 'dit' ? d.onnx : d.split![part].onnx;
+      s = Session.load(path.join(this.dir, file), { device: this.opts.device, intraOpThreads: this.opts.intraOpThreads });
       this.sessions.set(part, s);
     }
     return s;
+  }
+
+  /** Whether velocity() runs the split graphs (condition tokens once per condition, then the DiT per step). */
+  get split(): boolean {
+    return !this.velocityFn && this.opts.split !== false && this.json.parts.dit.split !== undefined;
+  }
+
+  /** condition_tokens per condition object: the adapter runs once per prompt batch, not per step */
+  private tokenCache = new WeakMap<Condition, Promise<HostTensor>>();
+
+  private conditionTokens(cond: Condition): Promise<HostTensor> {
+    let t = this.tokenCache.get(cond);
+    if (!t) {
+      t = (async () => {
+        const s = await this.session('condition');
+        const feeds = Object.fromEntries(s.inputs.map((i) => [i.name, cond[i.name]!]));
+        return (await s.run(feeds, ['condition_tokens'])).condition_tokens!;
+      })();
+      this.tokenCache.set(cond, t);
+      t.catch(() => this.tokenCache.delete(cond));
+    }
+    return t;
   }
 
   private vlm: Promise<PromptEncoder> | undefined;
@@ -231,8 +257,14 @@ export class Pipeline {
   /** One DiT velocity for latents x [B, C, h, w] under a condition with B rows. */
   async velocity(x: Float64Array, shape: number[], sigma: number, cond: Condition): Promise<Float64Array> {
     if (this.velocityFn) return this.velocityFn(x, shape, sigma, cond);
-    const dit = await this.session('dit');
     const B = shape[0]!;
+    if (this.split) {
+      const tokens = await this.conditionTokens(cond);
+      const s = await this.session('tokens');
+      const out = await s.run({ condition_tokens: tokens, condition_mask: cond.condition_mask!, [LATENTS_INPUT]: fromFloat64('f32', shape, x), [TIMESTEP_INPUT]: fromFloat64('f32', [B], new Float64Array(B).fill(sigma)) }, [VELOCITY_OUTPUT]);
+      return toFloat64(out[VELOCITY_OUTPUT]!);
+    }
+    const dit = await this.session('dit');
     const out = await dit.run({ ...cond, [LATENTS_INPUT]: fromFloat64('f32', shape, x), [TIMESTEP_INPUT]: fromFloat64('f32', [B], new Float64Array(B).fill(sigma)) }, [VELOCITY_OUTPUT]);
     return toFloat64(out[VELOCITY_OUTPUT]!);
   }

@@ -30,6 +30,8 @@ export interface AssembleCommandOptions {
   rewrite?: boolean;
   /** keep the chat template's fixed tokens in no-rewrite conditions (pipeline.json dropTemplate: false) */
   keepTemplate?: boolean;
+  /** commander's --no-split */
+  split?: boolean;
   quiet?: boolean;
 }
 
@@ -68,6 +70,7 @@ export async function assembleCommand(o: AssembleCommandOptions): Promise<void> 
     systemPrompt: o.systemPrompt,
     rewrite: o.rewrite,
     ...(o.keepTemplate ? { dropTemplate: false } : {}),
+    ...(o.split === false ? { split: false } : {}),
     scheduler: { steps: num('--steps', o.steps, true), guidance: num('--guidance', o.guidance, false), sampler: o.sampler as 'euler' | 'heun' | undefined, shift: num('--shift', o.shift, false), dynamicShift: dyn, cfgNorm: o.cfgNorm },
     log: o.quiet ? undefined : (s) => process.stdout.write(`  ${s}\n`),
   });
