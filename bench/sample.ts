@@ -17,7 +17,7 @@ import { writeSamples } from '../src/cli/sample.ts';
 import { assemble, Pipeline } from '../runtime/pipeline/index.ts';
 import { PRESETS } from '../graphs/presets.ts';
 import { ditGraph, randomCondition, randomParams, writeDiffusersVae } from '../test/helpers/pipeline-fixtures.ts';
-import { isMain, printJson, round, waitQuiet } from './lib.ts';
+import { argValue, isMain, printJson, round, waitQuiet } from './lib.ts';
 
 const THREADS = 2;
 
@@ -106,4 +106,71 @@ export async function sampleBench(): Promise<SampleBenchResult> {
   }
 }
 
-if (isMain(import.meta.url)) printJson(await sampleBench());
+export interface SplitBenchResult {
+  bench: 'sample-split';
+  threads: number;
+  config: string;
+  images: number;
+  steps: number;
+  rounds: number;
+  /** median denoise ms per run of all the images, split graphs vs the single graph */
+  split_ms: number;
+  single_ms: number;
+  /** single / split */
+  speedup: number;
+}
+
+/**
+ * The split graphs (condition tokens once per prompt, the DiT per step on them) vs the single
+ * graph that re-runs LAP + refiner + projection at every step, on the shapes demo's shapes: LAP
+ * over 3 taps of a 96-wide VLM, refiner 2 blocks, DiT 4 x 96, 8-px patches, 48 x 48 pixel space,
+ * 10 Euler steps with CFG (cond + uncond batched), conditions of 12..30 tokens. The same pipeline
+ * folder, both paths interleaved per round; outputs checked equal first.
+ */
+export async function splitBench(rounds = 5, quietMs = 30_000): Promise<SplitBenchResult> {
+  const { writeSafetensors: write } = await import('../src/io/safetensors.ts');
+  const { trace } = await import('../src/dsl/index.ts');
+  const { uniFusionForward } = await import('../graphs/unifusion.ts');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'uf-bench-split-'));
+  const p = (...xs: string[]) => path.join(tmp, ...xs);
+  try {
+    const tiny = PRESETS.tiny!;
+    const cfg = {
+      ...tiny,
+      vlm: { ...tiny.vlm, layers: 4, hidden: 96, heads: 4, kvHeads: 2, headDim: 24 },
+      taps: [0, 2, 4],
+      lap: { heads: 2, kvHeads: 1, ffn: 64 },
+      refiner: { blocks: 2, heads: 4, ffn: 192 },
+      dit: { ...tiny.dit, hidden: 96, depth: 4, heads: 4, kvHeads: 4, ffn: 256, channels: 3, patch: 8, ropeAxes: [8, 8, 8] },
+      prediction: 'x0' as const,
+    };
+    const g = trace('unifusion', () => ({ velocity: uniFusionForward(cfg).velocity }));
+    fs.mkdirSync(p('run'));
+    write(p('run', 'params.safetensors'), randomParams([g], 5));
+    fs.writeFileSync(p('run', 'unifusion.json'), JSON.stringify({ format: 'unifusion-run-model', config: cfg, latent: { kind: 'pixel', channels: 3, patch: 8, factor: 1, shift: 0, scale: 1 }, size: [48, 48] }));
+    const prompts = 16, perPrompt = 4, steps = 10;
+    write(p('null.safetensors'), randomCondition(cfg.taps, 96, [1], 2));
+    await assemble({ dit: p('run'), nullCondition: p('null.safetensors'), out: p('pipe'), scheduler: { steps, guidance: 3, shift: 3 } });
+    const cond = randomCondition(cfg.taps, 96, Array.from({ length: prompts }, (_, i) => 12 + ((i * 7) % 19)), 3);
+    const pipes = { split: await Pipeline.load(p('pipe'), { intraOpThreads: THREADS }), single: await Pipeline.load(p('pipe'), { intraOpThreads: THREADS, split: false }) };
+    const run = (which: 'split' | 'single') => pipes[which].generate({ prompts: Array.from({ length: prompts }, (_, i) => `p${i}`), conditions: cond, numImages: perPrompt, seed: 0, progress: false });
+    const a = await run('split'), b = await run('single');
+    let err = 0, ref = 0;
+    a.images.forEach((im, k) => im.latent.forEach((v, j) => ((err = Math.max(err, Math.abs(v - b.images[k]!.latent[j]!))), (ref = Math.max(ref, Math.abs(v))))));
+    if (!(err / ref < 1e-4)) throw new Error(`split and single graphs disagree: ${err / ref}`);
+    const times = { split: [] as number[], single: [] as number[] };
+    for (let r = 0; r < rounds; r++)
+      for (const which of (r % 2 ? ['single', 'split'] : ['split', 'single']) as ('split' | 'single')[]) {
+        await waitQuiet(0.15, quietMs);
+        times[which].push((await run(which)).timings.denoiseMs);
+      }
+    await pipes.split.close();
+    await pipes.single.close();
+    const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    return { bench: 'sample-split', threads: THREADS, config: 'LAP 3 taps x 96, refiner 2 x 96, DiT 4 x 96, patch 8, 48x48 pixel, x0', images: prompts * perPrompt, steps, rounds, split_ms: round(med(times.split), 0), single_ms: round(med(times.single), 0), speedup: round(med(times.single) / med(times.split), 2) };
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+if (isMain(import.meta.url)) printJson(process.argv.includes('--split') ? await splitBench(argValue('rounds', 5), argValue('quiet-ms', 30_000)) : await sampleBench());

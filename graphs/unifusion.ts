@@ -181,21 +181,41 @@ export class UniFusion extends Module {
     return latents.sub(out).div(timestep.reshape(timestep.dim(0), 1, 1, 1).maximum(X0_T_MIN));
   }
 
+  /**
+   * 'lap' / 'last-layer' / 'penultimate': the condition tokens [B, S, dit.hidden] the DiT attends
+   * to (LAP, refiner, projection). They depend on the condition only, not on the latents or t, so
+   * a sampler can compute them once per prompt (the split graphs below).
+   */
+  conditionTokens(f: ConditionFeatures): Tensor {
+    const { cfg } = this;
+    const L = cfg.vlm.layers;
+    switch (cfg.conditioning) {
+      case 'last-layer':
+      case 'penultimate':
+        return this.refiner!.forward(f.hidden(cfg.conditioning === 'last-layer' ? L : L - 1), f.mask);
+      case 'lap':
+        return this.refiner!.forward(this.lap!.forward(cfg.taps.map((i) => f.hidden(i))), f.mask);
+      default:
+        throw new Error(`conditioning '${cfg.conditioning}' injects the condition into every DiT layer: it has no separate condition tokens`);
+    }
+  }
+
+  /** velocity from precomputed condition tokens (the per-step half of the split graphs) */
+  forwardOnTokens(tokens: Tensor, mask: Tensor, latents: Tensor, timestep: Tensor): Tensor {
+    const out = this.dit.forward(latents, timestep, { mask, tokens });
+    if ((this.cfg.prediction ?? 'velocity') === 'velocity') return out;
+    return latents.sub(out).div(timestep.reshape(timestep.dim(0), 1, 1, 1).maximum(X0_T_MIN));
+  }
+
   /** The network's own output (velocity or x0_hat, by cfg.prediction). */
   network(f: ConditionFeatures, latents: Tensor, timestep: Tensor): Tensor {
     const { cfg } = this;
-    const L = cfg.vlm.layers;
     const mask = f.mask;
     switch (cfg.conditioning) {
       case 'last-layer':
-      case 'penultimate': {
-        const h = f.hidden(cfg.conditioning === 'last-layer' ? L : L - 1);
-        return this.dit.forward(latents, timestep, { mask, tokens: this.refiner!.forward(h, mask) });
-      }
-      case 'lap': {
-        const pooled = this.lap!.forward(cfg.taps.map((i) => f.hidden(i)));
-        return this.dit.forward(latents, timestep, { mask, tokens: this.refiner!.forward(pooled, mask) });
-      }
+      case 'penultimate':
+      case 'lap':
+        return this.dit.forward(latents, timestep, { mask, tokens: this.conditionTokens(f) });
       case 'lap-hsi': {
         const taps = cfg.taps.map((i) => f.hidden(i));
         return this.dit.forward(latents, timestep, { mask, inject: (i) => this.injections![i]!.forward(taps) });
@@ -392,6 +412,41 @@ export function uniFusionForward(cfg: UniFusionConfig, opts: BuildOptions = {}):
   const latents = input('latents', lat.dtype, lat.shape);
   const timestep = input('timestep', 'f32', [dim('batch')]);
   return { velocity: model.forward(conditionFeatures(cfg, t, opts), latents, timestep), model };
+}
+
+// ---------------------------------------------------------------- split graphs for sampling
+// The adapter (LAP + refiner + projection) of 'lap' / 'last-layer' / 'penultimate' depends only on
+// the condition, yet in the single graph it runs again at every denoising step. Sampling compiles
+// it apart: condition -> condition_tokens once per prompt, then the DiT per step on the tokens.
+// Both graphs build the whole UniFusion module, so parameter names are the single graph's.
+
+export const CONDITION_TOKENS = 'condition_tokens';
+
+/** Conditioning variants whose adapter can run apart from the DiT. */
+export function hasConditionTokens(cfg: UniFusionConfig): boolean {
+  return cfg.conditioning === 'lap' || cfg.conditioning === 'last-layer' || cfg.conditioning === 'penultimate';
+}
+
+/** Inside a trace: the condition inputs -> condition_tokens f32 [batch, seq, dit.hidden]. */
+export function uniFusionConditionForward(cfg: UniFusionConfig): { condition_tokens: Tensor } {
+  if (!hasConditionTokens(cfg)) throw new Error(`conditioning '${cfg.conditioning}' cannot be split into condition and DiT graphs`);
+  const model = new UniFusion(cfg);
+  const t: Record<string, Tensor> = {};
+  for (const [name, s] of Object.entries(conditionInputs(cfg))) t[name] = input(name, s.dtype, s.shape);
+  return { condition_tokens: model.conditionTokens(conditionFeatures(cfg, t)) };
+}
+
+/** Inside a trace: condition_tokens, condition_mask, latents, timestep -> velocity. */
+export function uniFusionTokensForward(cfg: UniFusionConfig): { velocity: Tensor } {
+  if (!hasConditionTokens(cfg)) throw new Error(`conditioning '${cfg.conditioning}' cannot be split into condition and DiT graphs`);
+  const model = new UniFusion(cfg);
+  const B = dim('batch'), S = dim('seq');
+  const tokens = input(CONDITION_TOKENS, 'f32', [B, S, cfg.dit.hidden]);
+  const mask = input(MASK_INPUT, 'bool', [B, S]);
+  const lat = latentSpec(cfg);
+  const latents = input('latents', lat.dtype, lat.shape);
+  const timestep = input('timestep', 'f32', [dim('batch')]);
+  return { velocity: model.forwardOnTokens(tokens, mask, latents, timestep) };
 }
 
 /**

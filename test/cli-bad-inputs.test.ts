@@ -64,6 +64,13 @@ interface Fixtures {
   notTensor: string;
   topLevelThrow: string;
   trainTypeErrors: string;
+  /** the tiny InternVL fixture imported (taps 1..3), and one imported with taps 1, 2 only */
+  vlm: string;
+  vlm12: string;
+  /** a pixel-space pipeline (random-weight DiT over taps 1..3, the VLM above, 16x16, patch 4) */
+  pipe: string;
+  /** a PNG for --image */
+  png: string;
 }
 
 interface Row {
@@ -280,6 +287,42 @@ const ROWS: Row[] = [
   { cmd: 'import-hf', name: '--out holds files unifusion did not write', setup: (_f, d) => (fs.mkdirSync(path.join(d, 'o')), fs.writeFileSync(path.join(d, 'o', 'keep.txt'), 'x')), args: (f, d) => ['import-hf', f.ckpt, '--out', path.join(d, 'o')], expect: /--out '.*o' already holds files unifusion did not write \('keep\.txt'\)/ },
   { cmd: 'import-hf', name: '--out is a file', setup: (_f, d) => fs.writeFileSync(path.join(d, 'o'), 'x'), args: (f, d) => ['import-hf', f.ckpt, '--out', path.join(d, 'o')], expect: /--out '.*o' is a file, not a folder/ },
 
+  // ------------------------------------------------------------ sample / edit / assemble / train --dataset --vlm
+  { cmd: 'sample', name: '--steps 0', args: (f, d) => ['sample', '--pipeline', f.pipe, '--prompt', 'a cat', '--steps', '0', '--out', path.join(d, 'o')], expect: /--steps must be a positive integer, got '0'/ },
+  { cmd: 'sample', name: '--guidance -1', args: (f, d) => ['sample', '--pipeline', f.pipe, '--prompt', 'a cat', '--guidance', '-1', '--out', path.join(d, 'o')], expect: /--guidance must be a non-negative number, got '-1'/ },
+  { cmd: 'sample', name: '--guidance abc', args: (f, d) => ['sample', '--pipeline', f.pipe, '--prompt', 'a cat', '--guidance', 'abc', '--out', path.join(d, 'o')], expect: /--guidance must be a non-negative number, got 'abc'/ },
+  { cmd: 'sample', name: '--size the patchify cannot split', args: (f, d) => ['sample', '--pipeline', f.pipe, '--prompt', 'a cat', '--size', '18x16', '--out', path.join(d, 'o')], expect: /--size 18x16: the width 18 is not a multiple of 4 .*try 16 or 20/ },
+  { cmd: 'sample', name: 'no prompt', args: (f, d) => ['sample', '--pipeline', f.pipe, '--out', path.join(d, 'o')], expect: /give --prompt "\.\.\." or --prompts FILE\.txt/ },
+  { cmd: 'sample', name: '--vlm-batch 0', args: (f, d) => ['sample', '--pipeline', f.pipe, '--prompt', 'a cat', '--vlm-batch', '0', '--out', path.join(d, 'o')], expect: /--vlm-batch must be a positive integer, got '0'/ },
+  { cmd: 'sample', name: 'not a pipeline folder', args: (f, d) => ['sample', '--pipeline', f.vlm, '--prompt', 'a cat', '--out', path.join(d, 'o')], expect: /--pipeline '.*vlm': no pipeline\.json there/ },
+  {
+    cmd: 'sample',
+    name: 'a missing pipeline part',
+    setup: (f, d) => (fs.cpSync(f.pipe, path.join(d, 'p'), { recursive: true }), fs.rmSync(path.join(d, 'p', 'vlm', 'config.json'))),
+    args: (_f, d) => ['sample', '--pipeline', path.join(d, 'p'), '--prompt', 'a cat', '--out', path.join(d, 'o')],
+    expect: /pipeline '.*p' is incomplete: missing part file 'vlm\/config\.json'/,
+  },
+  {
+    cmd: 'sample',
+    name: 'a pipeline file changed since assembly',
+    setup: (f, d) => (fs.cpSync(f.pipe, path.join(d, 'p'), { recursive: true }), fs.appendFileSync(path.join(d, 'p', 'vlm', 'tokenizer_config.json'), ' ')),
+    args: (_f, d) => ['sample', '--pipeline', path.join(d, 'p'), '--prompt', 'a cat', '--out', path.join(d, 'o')],
+    expect: /'vlm\/tokenizer_config\.json' does not match the sha256 in pipeline\.json/,
+  },
+  { cmd: 'sample', name: '--out in a read-only folder', ...roRow, setup: (_f, d) => readOnly(path.join(d, 'ro')), args: (f, d) => ['sample', '--pipeline', f.pipe, '--prompt', 'a cat', '--guidance', '1', '--out', path.join(d, 'ro', 's')], expect: /--out '.*ro\/s': cannot create folders in '.*ro': (operation not permitted|permission denied)/ },
+  { cmd: 'sample', name: '--out inside the pipeline', args: (f) => ['sample', '--pipeline', f.pipe, '--prompt', 'a cat', '--out', path.join(f.pipe, 'samples')], expect: /--out '.*pipe\/samples' lies inside the input --pipeline/ },
+  { cmd: 'edit', name: 'no --image', args: (f, d) => ['edit', '--pipeline', f.pipe, '--prompt', 'make it red', '--out', path.join(d, 'o')], expect: /edit needs at least one --image/ },
+  { cmd: 'edit', name: '--image is not an image', setup: (_f, d) => fs.writeFileSync(path.join(d, 'x.png'), 'text'), args: (f, d) => ['edit', '--pipeline', f.pipe, '--image', path.join(d, 'x.png'), '--out', path.join(d, 'o')], expect: /--image '.*x\.png': cannot read the image \(.*not a readable PNG, JPEG or WebP/ },
+  { cmd: 'assemble', name: '--vlm lacks a tap the DiT takes', args: (f, d) => ['assemble', '--vlm', f.vlm12, '--dit', path.join(path.dirname(f.pipe), 'dit', 'unifusion.onnx'), '--out', path.join(d, 'o')], expect: /--vlm '.*vlm12' does not emit hidden_states\.3, which the DiT takes .*--taps list:1,2,3/ },
+  { cmd: 'assemble', name: '--steps 0', args: (f, d) => ['assemble', '--vlm', f.vlm, '--dit', path.join(path.dirname(f.pipe), 'dit', 'unifusion.onnx'), '--steps', '0', '--out', path.join(d, 'o')], expect: /--steps must be a positive integer, got '0'/ },
+  {
+    cmd: 'train',
+    name: '--dataset --vlm is not a VLM package',
+    setup: (f, d) => (fs.mkdirSync(path.join(d, 'ds')), fs.copyFileSync(f.png, path.join(d, 'ds', 'a.png')), fs.writeFileSync(path.join(d, 'ds', 'rows.jsonl'), '{"image": "a.png", "caption": "x"}\n')),
+    args: (f, d) => ['train', 'graphs/unifusion.ts', '--preset', 'tiny-pixel', '--dataset', path.join(d, 'ds'), '--vlm', f.ckpt, '--size', '16x16', '--steps', '1', '--out', path.join(d, 'run'), '--no-typecheck'],
+    expect: /--vlm: .*qwen2 is not a VLM package: no manifest\.json/,
+  },
+
   // ---------------------------------------------------------------------------------- demo
   { cmd: 'demo', name: '--steps 3', args: (_f, d) => ['demo', '--steps', '3', '--out', path.join(d, 'o')], expect: /demo: --steps must be an integer >= 20, got 3/ },
   { cmd: 'demo', name: '--sample-steps 0', args: (_f, d) => ['demo', '--sample-steps', '0', '--out', path.join(d, 'o')], expect: /demo: --sample-steps must be a positive integer, got 0/ },
@@ -361,6 +404,25 @@ beforeAll(async () => {
   f.ckpt = fx('qwen2');
   await trainCommand('examples/train-mlp.ts', { steps: 4, checkpointEvery: 2, keep: 3, seed: 0, out: fx('run'), quiet: true, progress: false, typecheck: false, intraOpThreads: 1 });
   f.run = fx('run');
+  {
+    // the diffusion commands' fixtures: a VLM package, a DiT over its taps, a pipeline
+    const { importHf } = await import('../src/cli/import-hf.ts');
+    const { assemble } = await import('../runtime/pipeline/index.ts');
+    const { compileGraph, writeCompiled } = await import('../src/compiler.ts');
+    const { PRESETS, VLMS } = await import('../graphs/presets.ts');
+    const { ditGraph, randomParams } = await import('./helpers/pipeline-fixtures.ts');
+    const { encodePng } = await import('../runtime/images/png.ts');
+    await importHf(path.join(ROOT, 'test/fixtures/vlm-gen/internvl'), { out: fx('vlm'), taps: 'list:1,2,3' });
+    await importHf(path.join(ROOT, 'test/fixtures/vlm-gen/internvl'), { out: fx('vlm12'), taps: 'list:1,2' });
+    f.vlm = fx('vlm');
+    f.vlm12 = fx('vlm12');
+    const g = ditGraph({ ...PRESETS['tiny-pixel']!, vlm: { ...VLMS.tiny, layers: 3 }, taps: [1, 2, 3] });
+    await writeCompiled(fx('dit'), compileGraph(g, { paramValues: randomParams([g], 3) }));
+    await assemble({ vlm: f.vlm, dit: fx('dit/unifusion.onnx'), out: fx('pipe'), size: [16, 16], scheduler: { steps: 2 } });
+    f.pipe = fx('pipe');
+    f.png = fx('a.png');
+    fs.writeFileSync(f.png, encodePng({ width: 8, height: 8, data: Uint8Array.from({ length: 192 }, (_, i) => (i * 41) & 255) }));
+  }
 
   const user = (name: string, text: string) => {
     const p = fx(`user/${name}`);
@@ -414,7 +476,7 @@ afterAll(() => {
 describe('bad inputs: a clear error, exit != 0, no hang, no stack trace, nothing written or lost', () => {
   it('has at least 60 cases across every command', () => {
     expect(ROWS.length).toBeGreaterThanOrEqual(60);
-    expect(new Set(ROWS.map((r) => r.cmd))).toEqual(new Set(['general', 'compile', 'run', 'inspect', 'train', 'import-hf', 'demo']));
+    expect(new Set(ROWS.map((r) => r.cmd))).toEqual(new Set(['general', 'compile', 'run', 'inspect', 'train', 'import-hf', 'demo', 'sample', 'edit', 'assemble']));
   });
 
   // One child per core (at least two): each is a CPU-bound node process.

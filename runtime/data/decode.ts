@@ -1,29 +1,24 @@
-// Image files -> 8-bit RGB through sharp (libvips; prebuilt binaries come as npm packages): every
-// PNG / JPEG / WebP flavour a dataset or a user hands in, with decompression bombs refused.
-import sharp from 'sharp';
+// Image files -> 8-bit RGB for datasets and the sample / edit commands: a thin naming layer over
+// runtime/images/decode.ts (the project's one decoder: PNG / JPEG / WebP sniffed from the bytes,
+// the pixel budget checked before decoding, truncated or hostile files refused), so a failure
+// names the dataset row or the flag that gave the file.
+import { decodeImage, DEFAULT_MAX_PIXELS, ImageError } from '../images/decode.ts';
 import type { RgbImage } from '../images/png.ts';
 
 export class ImageReadError extends Error {
   override name = 'ImageReadError';
 }
 
-/** Most pixels one decode may allocate. */
-export const MAX_DECODE_PIXELS = 8192 * 8192;
+/** Most pixels one decode may allocate (runtime/images/decode.ts' budget). */
+export const MAX_DECODE_PIXELS = DEFAULT_MAX_PIXELS;
 
 /** Decode an image file (path or bytes) to RGB; alpha is flattened onto white. `what` names it in errors. */
 export async function readImage(src: string | Uint8Array, what = typeof src === 'string' ? src : 'image'): Promise<RgbImage> {
   try {
-    const { data, info } = await sharp(src, { limitInputPixels: MAX_DECODE_PIXELS, failOn: 'error' })
-      .rotate() // EXIF orientation, as viewers show the picture
-      .flatten({ background: { r: 255, g: 255, b: 255 } })
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
-    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    const d = await decodeImage(src);
+    return { width: d.width, height: d.height, data: d.data };
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    throw new ImageReadError(`${what}: cannot read the image (${/no such file|ENOENT|missing/i.test(msg) ? 'no such file' : msg})`);
+    if (!(e instanceof ImageError)) throw e;
+    throw new ImageReadError(`${what}: cannot read the image (${e.message})`);
   }
 }

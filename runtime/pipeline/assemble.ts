@@ -11,7 +11,7 @@ import { trace } from '../../src/dsl/index.ts';
 import { writeOutputDir, type InputPath } from '../../src/io/outdir.ts';
 import { writeManifestBindings } from '../../codegen/ts/write.ts';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
-import { uniFusionForward, type UniFusionConfig } from '../../graphs/unifusion.ts';
+import { hasConditionTokens, uniFusionConditionForward, uniFusionForward, uniFusionTokensForward, type UniFusionConfig } from '../../graphs/unifusion.ts';
 import type { VaeManifest } from '../../src/io/diffusers.ts';
 import type { DynamicShift } from '../sampler/schedule.ts';
 import { checkCondition, type Condition } from './condition.ts';
@@ -56,6 +56,8 @@ export interface AssembleOptions {
   pixelScale?: number | number[];
   /** run folders: EMA weights (default: when present) */
   ema?: boolean;
+  /** run folders of 'lap' / 'last-layer' / 'penultimate': also write the split condition / DiT graphs (default true) */
+  split?: boolean;
   size?: [number, number];
   scheduler?: Partial<SchedulerDefaults>;
   systemPrompt?: string;
@@ -100,9 +102,11 @@ function patchOf(d: number | string | undefined): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+type SplitParts = NonNullable<PipelineJson['parts']['dit']['split']>;
+
 interface DitSource {
   /** fill `stage/dit/` */
-  write(stageDit: string): Promise<{ onnx: string; manifest: Manifest }>;
+  write(stageDit: string): Promise<{ onnx: string; manifest: Manifest; split?: SplitParts }>;
   manifest: Pick<Manifest, 'inputs' | 'outputs'>;
   run?: { dir: string; model: RunModel };
 }
@@ -120,12 +124,29 @@ async function ditSource(o: AssembleOptions, log: (s: string) => void): Promise<
     matchParams(graph, trained, { allowUnused: true, label: `--dit '${src}'` });
     log(`DiT: ${model.config.conditioning} UniFusion from run '${src}' (${trained.ema ? 'EMA' : 'raw'} weights)`);
     const compiled = compileGraph(graph, { paramValues: trained.params, weights: 'auto' });
+    // the adapter apart from the per-step DiT (graphs/unifusion.ts, split graphs), same weights
+    const split = o.split !== false && hasConditionTokens(model.config)
+      ? {
+          condition: compileGraph(trace('unifusion_condition', () => uniFusionConditionForward(model.config), { seed: model.seed }), { paramValues: trained.params, weights: 'auto' }),
+          tokens: compileGraph(trace('unifusion_tokens', () => uniFusionTokensForward(model.config), { seed: model.seed }), { paramValues: trained.params, weights: 'auto' }),
+        }
+      : undefined;
+    if (split) log('DiT: also split into the condition-token graph (once per prompt) and the per-step DiT on the tokens');
     return {
       manifest: compiled.manifest,
       run: { dir: src, model },
       async write(stageDit) {
         const w = await writeCompiled(stageDit, compiled);
-        return { onnx: path.basename(w.onnxPath), manifest: compiled.manifest };
+        let parts: SplitParts | undefined;
+        if (split) {
+          const c = await writeCompiled(path.join(stageDit, 'condition'), split.condition);
+          const t = await writeCompiled(path.join(stageDit, 'tokens'), split.tokens);
+          parts = {
+            condition: { onnx: `dit/condition/${path.basename(c.onnxPath)}`, manifest: 'dit/condition/manifest.json' },
+            tokens: { onnx: `dit/tokens/${path.basename(t.onnxPath)}`, manifest: 'dit/tokens/manifest.json' },
+          };
+        }
+        return { onnx: path.basename(w.onnxPath), manifest: compiled.manifest, split: parts };
       },
     };
   }
@@ -217,6 +238,17 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
       throw new PipelineError(`--null-condition '${ncFile}': ${(e as Error).message}`);
     }
     checkCondition(nullCondition, condInputs, `--null-condition '${ncFile}'`);
+  } else if (o.vlm) {
+    // the dropped condition is the empty prompt's, as the VLM encodes it (what training drops to)
+    const { VlmPackage } = await import('../vlm/index.ts');
+    const vlm = await VlmPackage.load(o.vlm);
+    try {
+      nullCondition = (await vlm.condition([{ prompt: '' }], { rewrite: false })).tensors;
+    } finally {
+      await vlm.close();
+    }
+    checkCondition(nullCondition, condInputs, `--vlm '${o.vlm}': the empty prompt's condition`);
+    log("dropped condition for CFG: the empty prompt's, encoded by the VLM");
   } else log('no dropped condition given: CFG will need --true-cfg (the empty prompt encoded by the VLM)');
 
   const dyn: DynamicShift | undefined = o.scheduler?.dynamicShift;
@@ -247,7 +279,7 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
       format: PIPELINE_FORMAT,
       version: PIPELINE_VERSION,
       name: o.name ?? path.basename(path.resolve(o.out)),
-      parts: { vlm: o.vlm ? { dir: 'vlm' } : null, dit: { onnx: `dit/${d.onnx}`, manifest: 'dit/manifest.json' }, vae },
+      parts: { vlm: o.vlm ? { dir: 'vlm' } : null, dit: { onnx: `dit/${d.onnx}`, manifest: 'dit/manifest.json', ...(d.split ? { split: d.split } : {}) }, vae },
       conditioning: {
         ...(cfg ? { variant: cfg.conditioning } : {}),
         taps,

@@ -49,7 +49,15 @@ export interface PipelineJson {
     /** the VLM package folder (import-hf output with tokenizer, chat template, generation graphs); null: conditions come from the caller */
     vlm: { dir: string } | null;
     /** the UniFusion DiT graph (taps as inputs) and its manifest */
-    dit: { onnx: string; manifest: string };
+    dit: {
+      onnx: string;
+      manifest: string;
+      /**
+       * the same DiT as two graphs (graphs/unifusion.ts split graphs): condition -> condition_tokens,
+       * run once per prompt, and the per-step DiT on the tokens; sampling uses them when present
+       */
+      split?: { condition: { onnx: string; manifest: string }; tokens: { onnx: string; manifest: string } };
+    };
     /** VAE folder (import-hf output) or null for pixel space */
     vae: { dir: string; encoder?: string; decoder: string } | null;
   };
@@ -164,6 +172,8 @@ export async function verifyPipelineFiles(dir: string, p: PipelineJson, opts: { 
     if (p.parts.vae.encoder) parts.push(['parts.vae.encoder', p.parts.vae.encoder]);
   }
   if (p.conditioning.nullCondition) parts.push(['conditioning.nullCondition', p.conditioning.nullCondition]);
+  const sp = p.parts.dit.split;
+  if (sp) for (const k of ['condition', 'tokens'] as const) parts.push([`parts.dit.split.${k}.onnx`, sp[k].onnx], [`parts.dit.split.${k}.manifest`, sp[k].manifest]);
   for (const [what, f] of parts) if (!(f in p.files)) throw new PipelineError(`${path.join(dir, PIPELINE_FILE)}: ${what} '${f}' is not among the hashed files`);
   if (p.parts.vlm && !Object.keys(p.files).some((f) => f.startsWith(`${p.parts.vlm!.dir}/`)))
     throw new PipelineError(`${path.join(dir, PIPELINE_FILE)}: the VLM folder '${p.parts.vlm.dir}' has no hashed files`);

@@ -13,6 +13,7 @@ import { readImage } from '../../runtime/data/decode.ts';
 import { Pipeline, PipelineError, type GenerateRequest, type GenerateResult, type ImageMeta } from '../../runtime/pipeline/index.ts';
 import type { ConditionRequest } from '../../runtime/pipeline/condition.ts';
 import type { SolverName } from '../../runtime/sampler/index.ts';
+import { UsageError } from './errors.ts';
 
 export interface SampleCommandOptions {
   pipeline: string;
@@ -38,6 +39,8 @@ export interface SampleCommandOptions {
   initLatents?: string;
   condition?: string;
   batchSize?: string | number;
+  /** prompts per VLM batch */
+  vlmBatch?: string | number;
   device?: string;
   verify?: boolean;
   grid?: boolean;
@@ -49,9 +52,8 @@ export interface SampleCommandOptions {
   images?: string[];
 }
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+// the CLI's one UsageError (src/cli/errors.ts), re-exported for the commands that import it from here
+export { UsageError };
 
 type Kind = 'posint' | 'int' | 'nonneg' | 'unit' | 'pos';
 function num(flag: string, v: string | number | undefined, kind: Kind): number | undefined {
@@ -152,6 +154,7 @@ export async function sampleCommand(o: SampleCommandOptions, command: 'sample' |
   const numImages = num('--num-images', o.numImages, 'posint');
   const strength = num('--strength', o.strength, 'unit');
   const maxBatch = num('--batch-size', o.batchSize, 'posint');
+  const vlmBatch = num('--vlm-batch', o.vlmBatch, 'posint');
   const size = parseSize(o.size);
   if (shift !== undefined && o.dynamicShift) throw new UsageError('--shift and --dynamic-shift are exclusive');
   if (o.sampler !== undefined && o.sampler !== 'euler' && o.sampler !== 'heun') throw new UsageError(`--sampler must be euler or heun, got '${o.sampler}'`);
@@ -174,9 +177,10 @@ export async function sampleCommand(o: SampleCommandOptions, command: 'sample' |
   if (o.condition) inputs.push({ path: o.condition, what: '--condition' });
   if (o.initImage) inputs.push({ path: o.initImage, what: '--init-image' });
   for (const im of o.images ?? []) inputs.push({ path: im, what: '--image' });
+  if (o.initLatents) inputs.push({ path: o.initLatents, what: '--init-latents' });
   // refuse an overlapping or foreign --out before the (slow) work
-  const { checkOverlap } = await import('../io/outdir.ts');
-  await checkOverlap({ out: o.out, inputs });
+  const { preflightOutputDir } = await import('../io/outdir.ts');
+  await preflightOutputDir({ out: o.out, inputs, force: o.force, command });
 
   const images = o.images ? await Promise.all(o.images.map((f) => readImage(f, `--image '${f}'`))) : undefined;
   const reqs: ConditionRequest[] = prompts.map((p) => (images ? { prompt: p, images } : { prompt: p }));
@@ -184,7 +188,6 @@ export async function sampleCommand(o: SampleCommandOptions, command: 'sample' |
   if (o.initLatents && o.initImage) throw new UsageError('--init-latents and --init-image are exclusive');
   let initLatents: Float64Array | undefined;
   if (o.initLatents) {
-    inputs.push({ path: o.initLatents, what: '--init-latents' });
     let t;
     try {
       t = readSafetensors(o.initLatents).tensors.get('latents');
@@ -216,6 +219,7 @@ export async function sampleCommand(o: SampleCommandOptions, command: 'sample' |
       height: size?.[1],
       rewrite: o.rewrite,
       systemPrompt: o.systemPrompt,
+      ...(vlmBatch !== undefined ? { vlm: { batchSize: vlmBatch } } : {}),
       initImages: init,
       initLatents,
       strength: init ? (strength ?? 0.8) : undefined,
