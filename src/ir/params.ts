@@ -58,6 +58,12 @@ export interface FusedParams {
    */
   add_rms_norm: { eps: number; weight: boolean; index: 0 | 1 };
   /**
+   * Residual add + LayerNorm, the add_rms_norm pair for LayerNorm: index 0 is
+   * layer_norm(x + r, w?, b?), index 1 the sum; siblings with equal inputs lower to ONE
+   * com.microsoft SkipLayerNormalization where the target uses it. Inputs (x, r, w?, b?).
+   */
+  add_layer_norm: { eps: number; weight: boolean; bias: boolean; index: 0 | 1 };
+  /**
    * Attention over a KV cache, three outputs as three sibling nodes: index 0 is
    * sdpa(q, concat(past_k, k), concat(past_v, v), mask?), index 1 / 2 the grown cache
    * concat(past_k, k) / concat(past_v, v) along the sequence axis (the generation graphs'

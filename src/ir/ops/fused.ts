@@ -109,6 +109,10 @@ const DECOMPOSE: { [K in FusedKind]: Decompose<K> } = {
     const sum = nb.add(x!, r!);
     return p.index === 1 ? sum : nb.op('rms_norm', { eps: p.eps, weight: p.weight }, p.weight ? [sum, w!] : [sum]);
   },
+  add_layer_norm: (nb, p, [x, r, ...affine]) => {
+    const sum = nb.add(x!, r!);
+    return p.index === 1 ? sum : nb.op('layer_norm', { eps: p.eps, weight: p.weight, bias: p.bias }, [sum, ...affine]);
+  },
   kv_sdpa: (nb, p, [q, k, v, pk, pv, mask]) => {
     const key = nb.op('concat', { axis: 2 }, [pk!, k!]);
     if (p.index === 1) return key;
@@ -248,10 +252,29 @@ const LOWER: { [K in FusedKind]: LowerSet<K> } = {
     SkipSimplifiedLayerNormalization: (cx, p, ins, node) => {
       const [x, r] = node.inputs as [Node, Node];
       if (!f32(...node.inputs) || x.rank < 2 || !dimEq(x.rank, r.rank) || !x.shape.every((d, i) => dimEq(d, r.shape[i]!))) return undefined;
-      const gamma = p.weight ? ins[2]! : ones(cx, lastDim(x));
-      if (!gamma) return undefined;
-      // both siblings (normed, sum) come from ONE node: outputs 0 and 3 (input_skip_bias_sum)
-      const outs = cx.memo(`skipsln|${ins[0]}|${ins[1]}|${gamma}|${p.eps}`, () => cx.emitDomain('com.microsoft', 1, 'SkipSimplifiedLayerNormalization', [ins[0]!, ins[1]!, gamma], { epsilon: { f: p.eps } }, 4));
+      if (!p.weight && !isStatic(lastDim(x))) return undefined; // (a ones gamma needs the static width)
+      // both siblings (normed, sum) come from ONE node: outputs 0 and 3 (input_skip_bias_sum); the
+      // key is the inputs, so a made-up ones gamma is made once too (keyed on it, the unweighted
+      // pair emitted two nodes)
+      const outs = cx.memo(`skipsln|${ins.join('|')}|${p.weight}|${p.eps}`, () => {
+        const gamma = p.weight ? ins[2]! : ones(cx, lastDim(x))!;
+        return cx.emitDomain('com.microsoft', 1, 'SkipSimplifiedLayerNormalization', [ins[0]!, ins[1]!, gamma], { epsilon: { f: p.eps } }, 4);
+      });
+      return p.index === 1 ? outs[3]! : outs[0]!;
+    },
+  },
+  add_layer_norm: {
+    SkipLayerNormalization: (cx, p, ins, node) => {
+      const [x, r] = node.inputs as [Node, Node];
+      if (!f32(...node.inputs) || x.rank < 2 || !x.shape.every((d, i) => dimEq(d, r.shape[i]!))) return undefined;
+      if (!p.weight && !isStatic(lastDim(x))) return undefined; // (a ones gamma needs the static width)
+      const beta = p.bias ? [ins[p.weight ? 3 : 2]!] : [];
+      // both siblings (normed, sum) come from ONE node: outputs 0 and 3 (input_skip_bias_sum); the
+      // key is the inputs, so a made-up ones gamma is made once too
+      const outs = cx.memo(`skipln|${ins.join('|')}|${p.weight}|${p.bias}|${p.eps}`, () => {
+        const gamma = p.weight ? ins[2]! : ones(cx, lastDim(x))!;
+        return cx.emitDomain('com.microsoft', 1, 'SkipLayerNormalization', [ins[0]!, ins[1]!, gamma, ...beta], { epsilon: { f: p.eps } }, 4);
+      });
       return p.index === 1 ? outs[3]! : outs[0]!;
     },
   },
@@ -450,6 +473,17 @@ export const FUSED_OPS = {
     if (ins.length !== (p.weight ? 3 : 2)) throw new OpError(`add_rms_norm: expected ${p.weight ? 3 : 2} inputs, got ${ins.length}`);
     if (p.weight) sameAs(ins[2]!, [x.shape[x.shape.length - 1]!], 'weight', 'add_rms_norm');
     if (p.index !== 0 && p.index !== 1) throw new OpError(`add_rms_norm: index ${p.index} is not 0 (normed) or 1 (sum)`);
+    return x;
+  }),
+  add_layer_norm: fused('add_layer_norm', [2, 4], (p, ins) => {
+    floatIns(ins, 'add_layer_norm');
+    const [x, r] = ins as [TensorType, TensorType];
+    sameAs(r, x.shape, 'residual', 'add_layer_norm');
+    if (r.dtype !== x.dtype) throw new OpError(`add_layer_norm: dtypes differ: ${ins.map(typeStr).join(', ')}`);
+    const n = 2 + (p.weight ? 1 : 0) + (p.bias ? 1 : 0);
+    if (ins.length !== n) throw new OpError(`add_layer_norm: expected ${n} inputs, got ${ins.length}`);
+    for (const t of ins.slice(2)) sameAs(t, [x.shape[x.shape.length - 1]!], 'weight/bias', 'add_layer_norm');
+    if (p.index !== 0 && p.index !== 1) throw new OpError(`add_layer_norm: index ${p.index} is not 0 (normed) or 1 (sum)`);
     return x;
   }),
   kv_sdpa: fused('kv_sdpa', [5, 6], (p, ins) => {
