@@ -5,8 +5,9 @@
 //   [B]  this repo's fusion benchmarks (bench/fusion-dit.ts: the mid DiT's denoise step fused vs
 //        unfused, with a per-op-type kernel profile; bench/fusion-attention-memory.ts); figures in
 //        BENCHMARKS.md;
-//   [M]  scripts/py/kv_attention_probe.py: the cached-attention kernels of ORT 1.30 CPU at decode
-//        shapes, checked against float64 and timed interleaved (printed by the script);
+//   [M]  scripts/py/kv_attention_probe.py / skipln_probe.py: the cached-attention and residual +
+//        LayerNorm kernels of ORT 1.30 CPU, checked against float64 and timed interleaved (printed
+//        by the scripts; figures in BENCHMARKS.md section 8);
 //   [K]  kernel lists only (onnxruntime's OperatorKernels / contrib registrations, as the survey
 //        read them): no GPU was available, so CUDA and WebGPU choices are NOT measured.
 // A lowering that does not apply to a node (dtype, rank, GQA, mask form) falls through to the
@@ -67,7 +68,7 @@ export const TARGET_TABLE: { [T in Target]: TargetSpec } = {
         use: ['MultiHeadAttention', 'Attention-23-masked', 'decompose'],
         why: '[S] com.microsoft MultiHeadAttention 1.40x / 1.35x unmasked, 1.48x / 1.60x with a key-padding mask (S = 1024 / 4096); Attention-23 only pays with a mask (1.36x / 1.09x; 0.90x without), and GQA without a mask gains nothing (1.06x / 1.04x) so it stays decomposed; [B] the fusion-dit profile: MultiHeadAttention in place of FusedMatMul + Where + Softmax + MatMul (BENCHMARKS.md)',
       },
-      add_layer_norm: { use: ['decompose'], why: '[S] com.microsoft SkipLayerNormalization is 1.04x / 0.85x over the emitted Add + LayerNorm chain at [2,4096,512] / [2,4096,3072], but Add + LayerNormalization-17 is 2.65x / 2.58x: the Skip kernel is 2.5-3x slower than the standard pair (151 / 74 ms on 1 / 2 threads vs 45 / 33 ms at [2,4096,3072], skipln_threads.py), so cpu keeps Add + LayerNormalization-17 (and does not run the add-layer-norm rule)' },
+      add_layer_norm: { use: ['decompose'], why: '[S] com.microsoft SkipLayerNormalization is 1.04x / 0.85x over the emitted Add + LayerNorm chain at [2,4096,512] / [2,4096,3072], but Add + LayerNormalization-17 is 2.65x / 2.58x: the Skip kernel is 2.5-3x slower than the standard pair (151 / 74 ms on 1 / 2 threads vs 45 / 33 ms at [2,4096,3072], skipln_threads.py), confirmed by [M] scripts/py/skipln_probe.py (both outputs used, interleaved, 2 threads, load average ~9): SkipLayerNormalization 0.53x / 0.34x of Add + LayerNormalization-17 (50.5 vs 26.8 ms, 323 vs 109 ms); so cpu keeps Add + LayerNormalization-17 (and does not run the add-layer-norm rule)' },
       kv_sdpa: { use: ['decompose'], why: '[M] scripts/py/kv_attention_probe.py (ORT 1.30 CPU, 2 threads, decode S=1, H=16, D=128): Attention-23 with past vs Concat + Attention-23 0.83-1.26x across P = 512..2048, B = 1..4, KV = 2..16 (noise-level, no consistent gain); GroupQueryAttention 0.62-1.25x and it refuses batch > 1 with a multi-token chunk after a past (\'batch_size must be 1 when sequence_length > 1 and past context is given\') and gives fully masked (left-padding) query rows another value than the reference; MultiHeadAttention with past 1.09x (H == KV only). So cpu keeps Concat + the sdpa lowering (the kv-attention rule does not run for cpu)' },
       add_rms_norm: { use: ['decompose'], why: '[S] SkipSimplifiedLayerNormalization 2.01x / 1.90x vs Add + RMSNormalization-23 1.93x / 1.89x: the same, so cpu keeps the standard pair (and does not run the add-rms-norm rule)' },
       swiglu: { use: ['decompose'], why: '[S] ORT already fuses Sigmoid*Mul into QuickGelu on CPU (QuickGelu by hand: 0.94x / 1.06x, i.e. no difference); Swish-24 is 0.39x' },
