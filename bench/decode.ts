@@ -27,7 +27,10 @@
 // webgpu graph runs on the CPU EP too (its ops all have CPU kernels): what that measures is the
 // graph's form (e.g. kv_sdpa's Attention-23 with past -> present), not that EP's kernels.
 //
-//   npx tsx bench/decode.ts --target cpu,cuda [--rounds 3] [--new 128] [--prompt 256] [--threads 2]
+// A side `T/-rule` is target T without one of its fusion rules (e.g. cpu/-sdpa), to see which
+// fusion a difference comes from.
+//
+//   npx tsx bench/decode.ts --target cpu,cuda[,cpu/-sdpa] [--rounds 3] [--new 128] [--prompt 256] [--threads 2]
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -43,6 +46,8 @@ import { generate, type GenerateOptions } from '../runtime/vlm/generate.ts';
 import { samplingSettings } from '../runtime/vlm/sampling.ts';
 import { Rng } from '../src/ir/init.ts';
 import { isTarget, TARGETS, type Target } from '../src/ir/target.ts';
+import { pipelineFor } from '../src/passes/pipeline.ts';
+import { TARGET_TABLE } from '../src/passes/fusion/targets.ts';
 
 export const CFG = { layers: 8, hidden: 512, heads: 8, kvHeads: 4, intermediate: 1536, vocab: 32000, prompt: 256, newTokens: 128, batches: [1, 4] };
 
@@ -208,7 +213,7 @@ export interface FusedDecodeResult {
 }
 
 /** Ours vs ours: the unfused generation graph vs the graph fused for each target, same weights, interleaved. */
-async function fusedVsUnfused(targets: Target[], rounds: number, threads: number): Promise<void> {
+async function fusedVsUnfused(targets: string[], rounds: number, threads: number): Promise<void> {
   const load0 = os.loadavg()[0]!;
   const g = buildGenerationGraph(qwen2Config(), {});
   const graph = g.trace();
@@ -221,11 +226,13 @@ async function fusedVsUnfused(targets: Target[], rounds: number, threads: number
     for (let i = 0; i < n; i++) d[i] = norm ? 1 + 0.1 * rng.normal() : 0.05 * rng.normal();
     pv.set(p.params.name, { dtype: 'f32', shape: [...p.params.shape], data: d });
   }
-  const sides: (Target | 'unfused')[] = ['unfused', ...targets];
+  const sides: string[] = ['unfused', ...targets];
   const sessions = new Map<string, Session>();
   const fusedCounts: Record<string, Record<string, number>> = {};
   for (const side of sides) {
-    const c = compileGraph(graph, { weights: 'embed', paramValues: pv, ...(side === 'unfused' ? {} : { target: side }) });
+    const [t, drop] = side.split('/-') as [Target, string | undefined];
+    const passes = drop ? pipelineFor(t, { rules: TARGET_TABLE[t].rules.filter((r) => r !== drop) }) : undefined;
+    const c = compileGraph(graph, { weights: 'embed', paramValues: pv, ...(side === 'unfused' ? {} : { target: t, passes }) });
     if (side !== 'unfused') fusedCounts[side] = c.manifest.fused;
     sessions.set(side, await Session.load(encodeModel(c.emitted.model), { intraOpThreads: threads }));
   }
@@ -271,12 +278,12 @@ async function fusedVsUnfused(targets: Target[], rounds: number, threads: number
 const ta = process.argv.indexOf('--target');
 if (isMain(import.meta.url) && ta >= 0) {
   const targets = (process.argv[ta + 1] ?? '').split(',');
-  const bad = targets.filter((t) => !isTarget(t));
+  const bad = targets.filter((t) => { const [tt, drop] = t.split('/-'); return !isTarget(tt) || (drop !== undefined && !TARGET_TABLE[tt].rules.includes(drop)); });
   if (bad.length) {
-    process.stderr.write(`bench decode: --target must be a comma-separated list of ${TARGETS.join(', ')}, got '${process.argv[ta + 1] ?? ''}'\n`);
+    process.stderr.write(`bench decode: --target must be a comma-separated list of ${TARGETS.join(', ')} (each optionally /-<one of its rules>), got '${bad.join(', ')}'\n`);
     process.exit(2);
   }
   CFG.newTokens = argValue('new', CFG.newTokens);
   CFG.prompt = argValue('prompt', CFG.prompt);
-  await fusedVsUnfused(targets as Target[], argValue('rounds', 3), argValue('threads', 2));
+  await fusedVsUnfused(targets, argValue('rounds', 3), argValue('threads', 2));
 } else if (isMain(import.meta.url)) await main();
