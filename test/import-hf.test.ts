@@ -18,6 +18,7 @@ import { importHf, type ImportFamily, type ImportGraph } from '../src/cli/import
 import { buildEncoder } from '../graphs/vlm/index.ts';
 import { Session } from '../runtime/session.ts';
 import { runOnnx, compare } from './helpers/harness.ts';
+import { optimize, pipelineFor } from '../src/passes/pipeline.ts';
 import type { RefTensor } from '../src/ir/ref.ts';
 
 const roots: string[] = [];
@@ -147,6 +148,11 @@ function writeCheckpoint(dir: string, weights: Map<string, Float64Array & { shap
   return tensors;
 }
 
+/** The graph as import-hf compiles it by default (fused for --target cpu), for bit-exact comparisons. */
+function asImported(g: Graph): Graph {
+  return optimize(g, { passes: pipelineFor('cpu') });
+}
+
 /** What the graph should compute: the stored weights (rounded as stored), as f32 paramValues. */
 function paramValuesOf(tensors: Map<string, HostTensor>, prefix = 'model.'): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
@@ -203,7 +209,7 @@ describe('import-hf: the infrastructure on a toy family', () => {
     expect(m.models[0].outputs.map((o: { name: string }) => o.name)).toEqual(['hidden_states.0', 'hidden_states.2', 'hidden_states.3']);
 
     const got = await runImported(path.join(out, 'toy_encoder.onnx'));
-    const want = await runOnnx(toyGraph(TOY, [0, 2, 3]), feeds().ref, { paramValues: paramValuesOf(tensors) });
+    const want = await runOnnx(asImported(toyGraph(TOY, [0, 2, 3])), feeds().ref, { paramValues: paramValuesOf(tensors), target: 'cpu' });
     for (const k of ['hidden_states.0', 'hidden_states.2', 'hidden_states.3']) {
       expect(got[k]!.dtype).toBe('f32');
       expect(Array.from(got[k]!.data as Float32Array)).toEqual(Array.from(Float32Array.from(want[k]!.data)));
@@ -223,7 +229,7 @@ describe('import-hf: the infrastructure on a toy family', () => {
     expect(r.ignored).toContain('model.norm.weight');
     expect(r.conversions['bf16->f32']).toBe(r.models[0]!.manifest.params.length);
     const got = await runImported(path.join(out, 'toy_encoder.onnx'));
-    const want = await runOnnx(toyGraph(TOY, [1]), feeds().ref, { paramValues: paramValuesOf(tensors) });
+    const want = await runOnnx(asImported(toyGraph(TOY, [1])), feeds().ref, { paramValues: paramValuesOf(tensors), target: 'cpu' });
     expect(Array.from(got['hidden_states.1']!.data as Float32Array)).toEqual(Array.from(Float32Array.from(want['hidden_states.1']!.data)));
   });
 
@@ -234,7 +240,7 @@ describe('import-hf: the infrastructure on a toy family', () => {
       const out = path.join(src, 'out');
       await importHf(path.join(src, 'ckpt'), { out, families });
       const got = await runImported(path.join(out, 'toy_encoder.onnx'));
-      const want = await runOnnx(toyGraph(TOY, [TOY.layers]), feeds().ref, { paramValues: paramValuesOf(tensors, prefix) });
+      const want = await runOnnx(asImported(toyGraph(TOY, [TOY.layers])), feeds().ref, { paramValues: paramValuesOf(tensors, prefix), target: 'cpu' });
       expect(compare({ dtype: 'f32', shape: [10 * 16], data: Float64Array.from(got[`hidden_states.${TOY.layers}`]!.data as Float32Array) }, { ...want[`hidden_states.${TOY.layers}`]!, shape: [160] })).toBeNull();
     }
   });
@@ -256,7 +262,7 @@ describe('import-hf: the infrastructure on a toy family', () => {
     const got = await runImported(path.join(src, 'out', 'toy_encoder.onnx'));
     const pv = paramValuesOf(tensors, 'language_model.model.');
     pv.set('embed_tokens.weight', paramValuesOf(new Map([['x.lm', tensors.get('lm_head.weight')!]]), 'x.').get('lm')!);
-    const want = await runOnnx(toyGraph(TOY, [0, 3]), feeds().ref, { paramValues: pv });
+    const want = await runOnnx(asImported(toyGraph(TOY, [0, 3])), feeds().ref, { paramValues: pv, target: 'cpu' });
     expect(Array.from(got['hidden_states.3']!.data as Float32Array)).toEqual(Array.from(Float32Array.from(want['hidden_states.3']!.data)));
     // every candidate is named when none exists
     fs.rmSync(ck, { recursive: true });
@@ -531,7 +537,7 @@ describe('import-hf: decoder LLM checkpoints (test/fixtures/vlm-text) match tran
     const got = await runModel(path.join(out, r.models[0]!.onnx), feeds);
     const pv = paramValuesOf(bf);
     const refFeeds = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape, data: toFloat64(t) }]));
-    const want = await runOnnx(buildEncoder(config, 'list:1,4').trace(), refFeeds, { paramValues: pv });
+    const want = await runOnnx(asImported(buildEncoder(config, 'list:1,4').trace()), refFeeds, { paramValues: pv, target: 'cpu' });
     for (const k of ['hidden_states.1', 'hidden_states.4']) expect(Array.from(got[k]!.data as Float32Array)).toEqual(Array.from(Float32Array.from(want[k]!.data)));
     // and bf16 weights stay close to the fp32 reference on valid tokens
     expect(relErr(got['hidden_states.4']!, io.get('hidden_states.4')!, io.get('valid_mask'))).toBeLessThan(0.05);
@@ -685,5 +691,25 @@ describe('unifusion import-hf (the CLI, in a child process)', () => {
     expect(r.stderr).toMatch(/^error: .*ckpt\/config\.json: unsupported architecture \(model_type 'mamba'\); supported: qwen2, .*llama.*gemma3_text.*; internvl .*; t5 .*; AutoencoderKL/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expectEmptyOrAbsent(out);
+  });
+});
+
+describe('import-hf --target', () => {
+  const GEN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'vlm-gen', 'qwen2');
+  it('fuses every graph for the target (default cpu); cuda turns the generation graph\'s cached attention into Attention-23 with past', async () => {
+    const root = tmp('target');
+    const src = path.join(root, 'ckpt');
+    fs.mkdirSync(src);
+    for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(GEN, f), path.join(src, f));
+    const byDefault = await importHf(src, { out: path.join(root, 'cpu'), taps: 'last' });
+    const L = 3;
+    for (const m of [byDefault.models[0]!, byDefault.vlm!.generation!]) expect(m.manifest.target).toBe('cpu');
+    expect(byDefault.vlm!.generation!.manifest.fused).toMatchObject({ sdpa: L, rope: 2 * L });
+    expect(byDefault.vlm!.generation!.manifest.fused.kv_sdpa).toBeUndefined();
+    const cuda = await importHf(src, { out: path.join(root, 'cuda'), taps: 'last', target: 'cuda' });
+    expect(cuda.vlm!.generation!.manifest.target).toBe('cuda');
+    expect(cuda.vlm!.generation!.manifest.fused).toMatchObject({ kv_sdpa: 3 * L });
+    await expect(importHf(src, { out: path.join(root, 'bad'), target: 'tpu' as never })).rejects.toThrow(/--target must be one of cpu, cuda, webgpu, portable, got 'tpu'/);
+    expectEmptyOrAbsent(path.join(root, 'bad'));
   });
 });

@@ -100,7 +100,7 @@ const F16_FALLBACK: readonly OpKind[] = [
   // fused ops: their ONNX forms are f32-only, so f16 lowers the decomposition (fallback ops above;
   // rms_norm and layer_norm cast to f32 themselves, as the composites do, so they are not listed);
   // the ai.unifusion function bodies compute in f32 (their inlined nodes count as inserted)
-  'gelu', 'rope', 'sdpa', 'swiglu', 'ada_rms_norm', 'layer_pool', 'add_rms_norm',
+  'gelu', 'rope', 'sdpa', 'swiglu', 'ada_rms_norm', 'layer_pool', 'add_rms_norm', 'kv_sdpa', 'add_layer_norm',
 ];
 
 function gapOf(op: OpKind, dtype: DType): string | undefined {
@@ -541,6 +541,8 @@ for (const dt of ['f32', 'f16'] as DType[]) {
   add({ op: 'swiglu', dtype: dt, name: `swiglu ${dt} [2,3,6]`, ins: [f(dt, 2, 3, 6), f(dt, 2, 3, 6)], build: (a, b) => fused.swiglu(a, b!) });
   add({ op: 'ada_rms_norm', dtype: dt, name: `ada_rms_norm ${dt} [2,3,8] weighted, scale/shift [2,1,8]`, ins: [f(dt, 2, 3, 8), f(dt, 8), f(dt, 2, 1, 8), f(dt, 2, 1, 8)], build: (x, w, a, b) => fused.adaRmsNorm(x, w, a!, b!, 1e-5) });
   add({ op: 'add_rms_norm', dtype: dt, name: `add_rms_norm ${dt} [2,3,8] weighted, both outputs`, ins: [f(dt, 2, 3, 8), f(dt, 2, 3, 8), f(dt, 8)], build: (x, r, w) => { const [y, s] = fused.addRmsNorm(x, r!, w, 1e-5); return { y, s }; } });
+  add({ op: 'add_layer_norm', dtype: dt, name: `add_layer_norm ${dt} [2,3,8] weight + bias, both outputs`, ins: [f(dt, 2, 3, 8), f(dt, 2, 3, 8), f(dt, 8), f(dt, 8)], build: (x, r, w, b) => { const [y, s] = fused.addLayerNorm(x, r!, w, b, 1e-5); return { y, s }; } });
+  add({ op: 'kv_sdpa', dtype: dt, name: `kv_sdpa ${dt} GQA 4/2 heads, past 5 + 3, mask [2,1,3,8], all three outputs`, ins: [f(dt, 2, 4, 3, 8), f(dt, 2, 2, 3, 8), f(dt, 2, 2, 3, 8), f(dt, 2, 2, 5, 8), f(dt, 2, 2, 5, 8), f('bool', 2, 1, 3, 8)], build: (q, k, v, pk, pv, m) => { const [o, pk1, pv1] = fused.kvSdpa(q, k!, v!, pk!, pv!, { mask: m }); return { o, pk1, pv1 }; } });
   add({ op: 'layer_pool', dtype: dt, name: `layer_pool ${dt} [2,3,4,8] weight [1,4]`, ins: [f(dt, 2, 3, 4, 8), f(dt, 1, 4)], build: (x, w) => fused.layerPool(x, w!) });
 }
 add({ op: 'rms_norm', dtype: 'f32', name: 'rms_norm f32 [batch,seq,8] no weight', ins: [f('f32', B, S, 8)], build: (a) => fused.rmsNorm(a, undefined) });
@@ -557,6 +559,8 @@ add({ op: 'sdpa', dtype: 'f32', name: 'sdpa f32 [batch,2,seq,8] key mask [batch,
 add({ op: 'sdpa', dtype: 'f32', name: 'sdpa f32 fully masked rows average uniformly', ins: [f('f32', 2, 2, 3, 4), f('f32', 2, 2, 3, 4), f('f32', 2, 2, 3, 4)], build: (q, k, v) => fused.sdpa(q, k!, v!, { mask: constant([1, 0, 1, 0, 0, 0], 'bool', [2, 1, 1, 3]) }) });
 add({ op: 'ada_rms_norm', dtype: 'f32', name: 'ada_rms_norm f32 [batch,seq,8] no weight, scale/shift [batch,1,8]', ins: [f('f32', B, S, 8), f('f32', B, 1, 8), f('f32', B, 1, 8)], build: (x, a, b) => fused.adaRmsNorm(x, undefined, a!, b!) });
 add({ op: 'add_rms_norm', dtype: 'f32', name: 'add_rms_norm f32 [batch,seq,8] no weight, normed only', ins: [f('f32', B, S, 8), f('f32', B, S, 8)], build: (x, r) => fused.addRmsNorm(x, r!, undefined)[0] });
+add({ op: 'add_layer_norm', dtype: 'f32', name: 'add_layer_norm f32 [batch,seq,8] no affine, normed only', ins: [f('f32', B, S, 8), f('f32', B, S, 8)], build: (x, r) => fused.addLayerNorm(x, r!)[0] });
+add({ op: 'kv_sdpa', dtype: 'f32', name: 'kv_sdpa f32 [batch,2,seq,8] after a symbolic past, no mask', ins: [f('f32', B, 2, S, 8), f('f32', B, 2, S, 8), f('f32', B, 2, S, 8), f('f32', B, 2, H, 8), f('f32', B, 2, H, 8)], build: (q, k, v, pk, pv) => { const [o, pk1] = fused.kvSdpa(q, k!, v!, pk!, pv!, { scale: 0.3 }); return { o, pk1 }; } });
 add({ op: 'layer_pool', dtype: 'f32', name: 'layer_pool f32 [batch,seq,3,8]', ins: [f('f32', B, S, 3, 8), f('f32', 1, 3)], build: (x, w) => fused.layerPool(x, w!) });
 
 // ---------------------------------------------------------------------------
@@ -734,6 +738,8 @@ const ERRORS: ErrCase[] = [
   { op: 'swiglu', name: 'dtypes differ', sig: 'swiglu(f32[2], f16[2])', says: /dtypes differ/, call: 'fused.swiglu(', build: () => fused.swiglu(input('a', 'f32', [2]), input('b', 'f16', [2])) },
   { op: 'ada_rms_norm', name: 'scale grows x', sig: 'ada_rms_norm(f32[2, 3, 8], f32[2, 4, 8], f32[2, 1, 8])', says: /do not broadcast/, call: 'fused.adaRmsNorm(', build: () => fused.adaRmsNorm(input('x', 'f32', [2, 3, 8]), undefined, input('a', 'f32', [2, 4, 8]), input('b', 'f32', [2, 1, 8])) },
   { op: 'add_rms_norm', name: 'residual of another shape', sig: 'add_rms_norm(f32[2, 3], f32[1, 3])', says: /residual f32\[1, 3\] must have shape \[2, 3\]/, call: 'fused.addRmsNorm(', build: () => fused.addRmsNorm(input('x', 'f32', [2, 3]), input('r', 'f32', [1, 3]), undefined)[0] },
+  { op: 'add_layer_norm', name: 'bias not per channel', sig: 'add_layer_norm(f32[2, 3], f32[2, 3], f32[3], f32[2])', says: /weight\/bias f32\[2\] must have shape \[3\]/, call: 'fused.addLayerNorm(', build: () => fused.addLayerNorm(input('x', 'f32', [2, 3]), input('r', 'f32', [2, 3]), input('w', 'f32', [3]), input('b', 'f32', [2]))[0] },
+  { op: 'kv_sdpa', name: 'past of another head dim', sig: 'kv_sdpa(f32[1, 2, 1, 8], f32[1, 2, 1, 8], f32[1, 2, 1, 8], f32[1, 2, 4, 4], f32[1, 2, 4, 8])', says: /past_k f32\[1, 2, 4, 4\] must have shape \[1, 2, 4, 8\]/, call: 'fused.kvSdpa(', build: () => fused.kvSdpa(input('q', 'f32', [1, 2, 1, 8]), input('k', 'f32', [1, 2, 1, 8]), input('v', 'f32', [1, 2, 1, 8]), input('pk', 'f32', [1, 2, 4, 4]), input('pv', 'f32', [1, 2, 4, 8]))[0] },
   { op: 'layer_pool', name: 'weight not [1, n]', sig: 'layer_pool(f32[2, 4, 8], f32[4])', says: /must have shape \[1, 4\]/, call: 'fused.layerPool(', build: () => fused.layerPool(input('x', 'f32', [2, 4, 8]), input('w', 'f32', [4])) },
 ];
 

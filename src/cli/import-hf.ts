@@ -9,6 +9,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compileGraph, type Manifest } from '../compiler.ts';
+import { isTarget, TARGETS, type Target } from '../ir/target.ts';
+import { DEFAULT_TARGET } from '../passes/fusion/targets.ts';
 import { writeModelStreaming } from '../../codegen/onnx/external-writer.ts';
 import { setModelMetadata } from '../../codegen/onnx/emit.ts';
 import { displayPath, MARKER, preflightOutputDir, writeOutputDir, type OutputTarget } from '../io/outdir.ts';
@@ -64,6 +66,12 @@ export interface ImportOptions {
   out: string;
   taps?: string;
   dtype?: WeightDType;
+  /**
+   * execution provider the graphs are fused and lowered for (src/passes/fusion/targets.ts), as
+   * `compile --target`; default 'cpu' (the runtime of this project). The diffusers VAE importer
+   * (src/io/diffusers.ts) compiles its own graphs and does not take it.
+   */
+  target?: Target;
   /** write into a DIR holding files unifusion did not write (they are kept); DIR may still never overlap the checkpoint */
   force?: boolean;
   /** families to try, in order (default: the built-in registry) */
@@ -165,6 +173,8 @@ function describeArch(config: HfConfig): string {
 export async function importHf(src: string, opts: ImportOptions): Promise<ImportResult> {
   const log = opts.log ?? (() => {});
   if (opts.dtype !== undefined && !['f32', 'f16', 'bf16'].includes(opts.dtype)) throw new HfError(`--dtype must be f32, f16 or bf16, got '${opts.dtype}'`);
+  if (opts.target !== undefined && !isTarget(opts.target)) throw new HfError(`--target must be one of ${TARGETS.join(', ')}, got '${opts.target}'`);
+  const fuseFor: Target = opts.target ?? DEFAULT_TARGET;
   // a diffusers pipeline root: its VAE lives in vae/
   if (!fs.existsSync(path.join(src, 'config.json')) && fs.existsSync(path.join(src, 'vae', 'config.json'))) src = path.join(src, 'vae');
   const config = readHfConfig(src);
@@ -206,11 +216,11 @@ export async function importHf(src: string, opts: ImportOptions): Promise<Import
     // missing layers is broken (a truncated download, a wrong config), whatever the taps use.
     if (buildOpts.taps !== 'last') checkDeclaredLayers(await family.build(config, { ...buildOpts, taps: 'last' }), graphs, ckpt, path.join(src, 'config.json'));
     // Compile and plan every graph before writing anything.
-    const planned = graphs.map((g) => plan(g, ckpt));
+    const planned = graphs.map((g) => plan(g, ckpt, fuseFor));
     // VLM package: generation (+ vision) graphs, which own the weights the encoder then shares
     const vlm = family.vlm ? vlmGraphs(config, { taps: opts.taps ?? DEFAULT_TAPS, dtype: opts.dtype }, ckpt) : undefined;
     const vlmGraphList = vlm && 'generation' in vlm ? [vlm.generation, ...(vlm.vision ? [vlm.vision] : [])] : [];
-    const vlmPlanned = vlmGraphList.map((g) => plan(g, ckpt));
+    const vlmPlanned = vlmGraphList.map((g) => plan(g, ckpt, fuseFor));
     for (const p of planned) shareExternalData(p, vlmPlanned);
     const used = new Set<string>();
     for (const p of [...planned, ...vlmPlanned]) for (const c of p.weights.source.values()) used.add(c);
@@ -350,7 +360,7 @@ function nameRules(g: ImportGraph, ckpt: HfCheckpoint): NameRule[] {
   return hits(detected) > bestHits ? detected : best;
 }
 
-function plan(g: ImportGraph, ckpt: HfCheckpoint): Planned {
+function plan(g: ImportGraph, ckpt: HfCheckpoint, target: Target): Planned {
   let rules: NameRule[] = [];
   let resolve: (n: string) => string;
   if (g.checkpointNames) {
@@ -377,7 +387,7 @@ function plan(g: ImportGraph, ckpt: HfCheckpoint): Planned {
       return undefined;
     }
   });
-  const compiled = compileGraph(g.graph, { weights: 'skeleton', paramValues: small });
+  const compiled = compileGraph(g.graph, { weights: 'skeleton', paramValues: small, target });
   const params = compiled.graph.params().map((p) => ({ name: p.params.name, dtype: p.dtype, shape: p.shape as number[] }));
   const weights = planWeights(params, ckpt, { checkpointName: resolve, rules, candidates: g.checkpointNames });
   return { compiled, weights };
@@ -413,6 +423,7 @@ export interface ImportCommandOptions {
   out: string;
   taps?: string;
   dtype?: WeightDType;
+  target?: string;
   force?: boolean;
   quiet?: boolean;
 }
@@ -422,7 +433,7 @@ export async function importHfCommand(src: string, opts: ImportCommandOptions): 
   const say = (s: string) => {
     if (!opts.quiet) process.stdout.write(s + '\n');
   };
-  const r = await importHf(src, { out: opts.out, taps: opts.taps, dtype: opts.dtype, force: opts.force, log: say });
+  const r = await importHf(src, { out: opts.out, taps: opts.taps, dtype: opts.dtype, target: opts.target as Target | undefined, force: opts.force, log: say });
   const rel = displayPath;
   const lines = [`imported ${rel(src)} (${r.modelType}) -> ${rel(r.out)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`];
   for (const m of [...r.models, ...(r.vlm?.generation ? [r.vlm.generation] : []), ...(r.vlm?.vision ? [r.vlm.vision] : [])]) {

@@ -145,9 +145,10 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('--out <dir>', 'output folder (written as a whole: on error nothing is left there)')
     .option('--taps <spec>', 'hidden states to output: every:K[:offset] | list:a,b,c | last | penultimate (default every:3)')
     .option('--dtype <dtype>', 'weight and compute dtype of the graph: f32 | f16 | bf16 (checkpoint floats are converted)')
+    .option('--target <ep>', 'execution provider to fuse the graphs for: cpu | cuda | webgpu | portable (standard ops only)', 'cpu')
     .option('--force', 'write into a non-empty folder that holds files unifusion did not write (they are kept; only our own earlier outputs are replaced)')
     .addHelpText('after', examples('unifusion import-hf path/to/Qwen2.5-7B --out out/qwen --taps every:3', 'unifusion import-hf path/to/FLUX.1-dev/vae --out out/vae'))
-    .action(async (dir: string, opts: { out: string; taps?: string; dtype?: 'f32' | 'f16' | 'bf16'; force?: boolean }) => {
+    .action(async (dir: string, opts: { out: string; taps?: string; dtype?: 'f32' | 'f16' | 'bf16'; target?: string; force?: boolean }) => {
       const { importHfCommand } = await import('./import-hf.ts');
       await importHfCommand(dir, opts);
     });

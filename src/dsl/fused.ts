@@ -26,6 +26,8 @@ export const fused = {
     const scale = opts.scale ?? 1 / Math.sqrt(q.dim(-1) as number);
     return applyOp('sdpa', { scale, mask: opts.mask !== undefined }, opts.mask ? [q, k, v, opts.mask] : [q, k, v]);
   },
+  /** [sdpa(q, concat(pastK, k), concat(pastV, v), mask), concat(pastK, k), concat(pastV, v)] (attention over a KV cache + the grown cache) */
+  kvSdpa: (q: Tensor, k: Tensor, v: Tensor, pastK: Tensor, pastV: Tensor, opts: { scale?: number; mask?: Tensor } = {}): [Tensor, Tensor, Tensor] => kvSdpa(q, k, v, pastK, pastV, opts),
   /** silu(a) * b */
   swiglu(a: Tensor, b: Tensor): Tensor {
     return applyOp('swiglu', {}, [a, b]);
@@ -36,6 +38,8 @@ export const fused = {
   },
   /** [rmsNorm(x + r, weight), x + r] (residual stream + pre-norm) */
   addRmsNorm: (x: Tensor, r: Tensor, weight: TensorLike | undefined, eps = 1e-6): [Tensor, Tensor] => addRmsNorm(x, r, weight, eps),
+  /** [layerNorm(x + r, weight, bias), x + r] (residual stream + pre-LayerNorm) */
+  addLayerNorm: (x: Tensor, r: Tensor, weight?: TensorLike, bias?: TensorLike, eps = 1e-5): [Tensor, Tensor] => addLayerNorm(x, r, weight, bias, eps),
   /** ai.unifusion.LayerPool: sum_i weight[0, i] * x[..., i, :] for x [..., n, C], weight [1, n] */
   layerPool(x: Tensor, weight: TensorLike): Tensor {
     return applyOp('layer_pool', {}, [x, asTensor(weight, x)]);
@@ -47,4 +51,18 @@ export function addRmsNorm(x: Tensor, r: Tensor, weight: TensorLike | undefined,
   const ins = weight === undefined ? [x, r] : [x, r, asTensor(weight, x)];
   const p = { eps, weight: weight !== undefined };
   return [applyOp('add_rms_norm', { ...p, index: 0 }, ins), applyOp('add_rms_norm', { ...p, index: 1 }, ins)];
+}
+
+/** Attention over a KV cache as one fused triple: [output, present key, present value]. */
+export function kvSdpa(q: Tensor, k: Tensor, v: Tensor, pastK: Tensor, pastV: Tensor, opts: { scale?: number; mask?: Tensor } = {}): [Tensor, Tensor, Tensor] {
+  const p = { scale: opts.scale ?? 1 / Math.sqrt(q.dim(-1) as number), mask: opts.mask !== undefined };
+  const ins = [q, k, v, pastK, pastV, ...(opts.mask ? [opts.mask] : [])];
+  return [0, 1, 2].map((index) => applyOp('kv_sdpa', { ...p, index: index as 0 | 1 | 2 }, ins)) as [Tensor, Tensor, Tensor];
+}
+
+/** Residual add + LayerNorm as one fused pair: [layerNorm(x + r, weight, bias), x + r]. */
+export function addLayerNorm(x: Tensor, r: Tensor, weight?: TensorLike, bias?: TensorLike, eps = 1e-5): [Tensor, Tensor] {
+  const ins = [x, r, ...(weight !== undefined ? [asTensor(weight, x)] : []), ...(bias !== undefined ? [asTensor(bias, x)] : [])];
+  const p = { eps, weight: weight !== undefined, bias: bias !== undefined };
+  return [applyOp('add_layer_norm', { ...p, index: 0 }, ins), applyOp('add_layer_norm', { ...p, index: 1 }, ins)];
 }

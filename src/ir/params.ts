@@ -57,6 +57,22 @@ export interface FusedParams {
    * where the target has one (SkipSimplifiedLayerNormalization). Inputs (x, r, w?).
    */
   add_rms_norm: { eps: number; weight: boolean; index: 0 | 1 };
+  /**
+   * Residual add + LayerNorm, the add_rms_norm pair for LayerNorm: index 0 is
+   * layer_norm(x + r, w?, b?), index 1 the sum; siblings with equal inputs lower to ONE
+   * com.microsoft SkipLayerNormalization where the target uses it. Inputs (x, r, w?, b?).
+   */
+  add_layer_norm: { eps: number; weight: boolean; bias: boolean; index: 0 | 1 };
+  /**
+   * Attention over a KV cache, three outputs as three sibling nodes: index 0 is
+   * sdpa(q, concat(past_k, k), concat(past_v, v), mask?), index 1 / 2 the grown cache
+   * concat(past_k, k) / concat(past_v, v) along the sequence axis (the generation graphs'
+   * present.* outputs). Siblings with equal inputs lower to ONE ONNX node where the target has one
+   * (Attention-23 / MultiHeadAttention with past -> present). Inputs (q [B, H, S, D],
+   * k [B, KV, S, D], v [B, KV, S, Dv], past_k [B, KV, P, D], past_v [B, KV, P, Dv], mask?) with the
+   * mask broadcasting to [B, H, S, P + S] (sdpa's semantics).
+   */
+  kv_sdpa: { scale: number; mask: boolean; index: 0 | 1 | 2 };
   /** silu(a) * b (the SwiGLU gate); inputs (a, b) */
   swiglu: None;
   /** custom op ai.unifusion.AdaRMSNorm: rms_norm(x, w) * (1 + scale) + shift; inputs (x, w?, scale, shift) */

@@ -17,6 +17,10 @@ describe('add-rms-norm', () => {
     await expectFuses(c, R, { add_rms_norm: 2 }, { target: 'webgpu', onnx: { 'com.microsoft.SkipSimplifiedLayerNormalization': 1 } });
     await expectFuses(c, ['rms-norm'], { add_rms_norm: 0, rms_norm: 1 }, { target: 'cpu', onnx: { RMSNormalization: 1 } });
   });
+  it('unweighted: still ONE SkipSimplifiedLayerNormalization for both outputs', async () => {
+    const u = { inputs: c.inputs, build: (v: Record<string, import('../../src/dsl/tensor.ts').Tensor>) => { const h = v.x!.add(v.y!.tanh()); return { out: h.add(rmsNorm(h, undefined).sigmoid()) }; } };
+    await expectFuses(u, R, { add_rms_norm: 2 }, { target: 'cuda', onnx: { 'com.microsoft.SkipSimplifiedLayerNormalization': 1 } });
+  });
   it('declines a broadcast residual', () => {
     const d = declines({ inputs: { x: { shape: [2, 3, 8] }, r: { shape: [3, 8] } }, build: (v) => ({ y: rmsNorm(v.x!.add(v.r!), undefined) }) }, R, 'cuda');
     expect(d.reasons).toEqual([expect.stringMatching(/the residual input f32\[3, 8\] is broadcast onto x/)]);

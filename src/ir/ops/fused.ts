@@ -6,7 +6,7 @@
 // The fusion pass (src/passes/fusion/) makes these nodes from primitive patterns late in
 // the pipeline; each lowering below is one ONNX form, and the target table
 // (src/passes/fusion/targets.ts) says which a target uses, with the measurement behind it.
-import { dimEq, dimMul, dimStr, isStatic, shapeStr, type Dim } from '../dims.ts';
+import { dimAdd, dimEq, dimMul, dimStr, isStatic, shapeStr, type Dim } from '../dims.ts';
 import { isFloat } from '../dtype.ts';
 import { Builder, Graph } from '../graph.ts';
 import { NB } from '../nb.ts';
@@ -108,6 +108,17 @@ const DECOMPOSE: { [K in FusedKind]: Decompose<K> } = {
   add_rms_norm: (nb, p, [x, r, w]) => {
     const sum = nb.add(x!, r!);
     return p.index === 1 ? sum : nb.op('rms_norm', { eps: p.eps, weight: p.weight }, p.weight ? [sum, w!] : [sum]);
+  },
+  add_layer_norm: (nb, p, [x, r, ...affine]) => {
+    const sum = nb.add(x!, r!);
+    return p.index === 1 ? sum : nb.op('layer_norm', { eps: p.eps, weight: p.weight, bias: p.bias }, [sum, ...affine]);
+  },
+  kv_sdpa: (nb, p, [q, k, v, pk, pv, mask]) => {
+    const key = nb.op('concat', { axis: 2 }, [pk!, k!]);
+    if (p.index === 1) return key;
+    const value = nb.op('concat', { axis: 2 }, [pv!, v!]);
+    if (p.index === 2) return value;
+    return nb.op('sdpa', { scale: p.scale, mask: p.mask }, p.mask ? [q!, key, value, mask!] : [q!, key, value]);
   },
   swiglu: (nb, _p, [a, b]) => nb.mul(nb.mul(a!, nb.op('sigmoid', {}, [a!])), b!),
   ada_rms_norm: (nb, p, ins) => {
@@ -241,11 +252,55 @@ const LOWER: { [K in FusedKind]: LowerSet<K> } = {
     SkipSimplifiedLayerNormalization: (cx, p, ins, node) => {
       const [x, r] = node.inputs as [Node, Node];
       if (!f32(...node.inputs) || x.rank < 2 || !dimEq(x.rank, r.rank) || !x.shape.every((d, i) => dimEq(d, r.shape[i]!))) return undefined;
-      const gamma = p.weight ? ins[2]! : ones(cx, lastDim(x));
-      if (!gamma) return undefined;
-      // both siblings (normed, sum) come from ONE node: outputs 0 and 3 (input_skip_bias_sum)
-      const outs = cx.memo(`skipsln|${ins[0]}|${ins[1]}|${gamma}|${p.eps}`, () => cx.emitDomain('com.microsoft', 1, 'SkipSimplifiedLayerNormalization', [ins[0]!, ins[1]!, gamma], { epsilon: { f: p.eps } }, 4));
+      if (!p.weight && !isStatic(lastDim(x))) return undefined; // (a ones gamma needs the static width)
+      // both siblings (normed, sum) come from ONE node: outputs 0 and 3 (input_skip_bias_sum); the
+      // key is the inputs, so a made-up ones gamma is made once too (keyed on it, the unweighted
+      // pair emitted two nodes)
+      const outs = cx.memo(`skipsln|${ins.join('|')}|${p.weight}|${p.eps}`, () => {
+        const gamma = p.weight ? ins[2]! : ones(cx, lastDim(x))!;
+        return cx.emitDomain('com.microsoft', 1, 'SkipSimplifiedLayerNormalization', [ins[0]!, ins[1]!, gamma], { epsilon: { f: p.eps } }, 4);
+      });
       return p.index === 1 ? outs[3]! : outs[0]!;
+    },
+  },
+  add_layer_norm: {
+    SkipLayerNormalization: (cx, p, ins, node) => {
+      const [x, r] = node.inputs as [Node, Node];
+      if (!f32(...node.inputs) || x.rank < 2 || !x.shape.every((d, i) => dimEq(d, r.shape[i]!))) return undefined;
+      if (!p.weight && !isStatic(lastDim(x))) return undefined; // (a ones gamma needs the static width)
+      const beta = p.bias ? [ins[p.weight ? 3 : 2]!] : [];
+      // both siblings (normed, sum) come from ONE node: outputs 0 and 3 (input_skip_bias_sum); the
+      // key is the inputs, so a made-up ones gamma is made once too
+      const outs = cx.memo(`skipln|${ins.join('|')}|${p.weight}|${p.bias}|${p.eps}`, () => {
+        const gamma = p.weight ? ins[2]! : ones(cx, lastDim(x))!;
+        return cx.emitDomain('com.microsoft', 1, 'SkipLayerNormalization', [ins[0]!, ins[1]!, gamma, ...beta], { epsilon: { f: p.eps } }, 4);
+      });
+      return p.index === 1 ? outs[3]! : outs[0]!;
+    },
+  },
+  kv_sdpa: {
+    'Attention-23-past': (cx, p, ins, node) => {
+      const [q, k, v, pk, pv] = node.inputs as [Node, Node, Node, Node, Node];
+      if (!f32(q, k, v, pk, pv)) return undefined;
+      // the three siblings (output, present_key, present_value) come from ONE node
+      const outs = cx.memo(`attn23past|${ins.join('|')}|${p.scale}`, () => {
+        const bias = p.mask ? additiveMask(cx, ins[5]!, node.inputs[5]!, q.shape[2]!) : '';
+        return cx.emit('Attention', [ins[0]!, ins[1]!, ins[2]!, bias, ins[3]!, ins[4]!], { scale: { f: p.scale } }, 3);
+      });
+      return outs[p.index]!;
+    },
+    'MultiHeadAttention-past': (cx, p, ins, node) => {
+      const [q, k, v, pk, pv] = node.inputs as [Node, Node, Node, Node, Node];
+      const [B, H, Sq, D] = q.shape as [Dim, Dim, Dim, Dim];
+      // no grouped-query form: kv heads must equal query heads (else GroupQueryAttention, see targets.ts)
+      if (!f32(q, k, v, pk, pv) || !isStatic(H) || !isStatic(D) || !dimEq(k.shape[1]!, H) || !dimEq(v.shape[3]!, D)) return undefined;
+      const outs = cx.memo(`mhapast|${ins.join('|')}|${p.scale}`, () => {
+        const to3 = (t: string) => cx.emit1('Reshape', [cx.emit1('Transpose', [t], { perm: { ints: [0, 2, 1, 3] } }), cx.dims([B, Sq, dimMul(H, D)])]);
+        const bias = p.mask ? additiveMask(cx, ins[5]!, node.inputs[5]!, Sq) : '';
+        const [o3, pk1, pv1] = cx.emitDomain('com.microsoft', 1, 'MultiHeadAttention', [to3(ins[0]!), to3(ins[1]!), to3(ins[2]!), '', '', bias, ins[3]!, ins[4]!], { num_heads: { i: H }, scale: { f: p.scale } }, 3) as [string, string, string];
+        return [cx.emit1('Transpose', [cx.emit1('Reshape', [o3, cx.dims([B, Sq, H, D])])], { perm: { ints: [0, 2, 1, 3] } }), pk1, pv1];
+      });
+      return outs[p.index]!;
     },
   },
   swiglu: {
@@ -273,19 +328,20 @@ const LOWER: { [K in FusedKind]: LowerSet<K> } = {
 function attention23(cx: LowerCtx, p: FusedParams['sdpa'], ins: readonly string[], node: Node<'sdpa'>): string | undefined {
   const [q, k, v, mask] = node.inputs as [Node, Node, Node, Node | undefined];
   if (!f32(q, k, v)) return undefined;
-  const extra: string[] = [];
-  if (mask) {
-    const m = padRank(mask.shape, 4);
-    // ORT 1.30 CPU rejects masks that broadcast over the query axis ([B,1,1,L], survey part 1) and
-    // treats exactly the lowest f32 as -inf (a fully masked row would give 0, not the reference's
-    // uniform average): a value just above it keeps the reference semantics.
-    let fm = cx.emit1('Where', [ins[3]!, cx.scalar(0, 'f32'), cx.scalar(-3e38, 'f32')]);
-    const Sq = q.shape[2]!;
-    if (m.length !== mask.rank) fm = cx.emit1('Reshape', [fm, cx.dims(m)]);
-    if (m[2] === 1 && Sq !== 1) fm = cx.emit1('Expand', [fm, cx.dims([m[0]!, m[1]!, Sq, m[3]!])]);
-    extra.push(fm);
-  }
+  const extra = mask ? [additiveMask(cx, ins[3]!, mask, q.shape[2]!)] : [];
   return cx.emit1('Attention', [ins[0]!, ins[1]!, ins[2]!, ...extra], { scale: { f: p.scale } });
+}
+
+/** A bool attention mask as the additive float mask Attention-23 / MultiHeadAttention take, rank 4, [.., Sq, Sk]. */
+function additiveMask(cx: LowerCtx, name: string, mask: Node, Sq: Dim): string {
+  const m = padRank(mask.shape, 4);
+  // ORT 1.30 CPU rejects masks that broadcast over the query axis ([B,1,1,L], survey part 1) and
+  // treats exactly the lowest f32 as -inf (a fully masked row would give 0, not the reference's
+  // uniform average): a value just above it keeps the reference semantics.
+  let fm = cx.emit1('Where', [name, cx.scalar(0, 'f32'), cx.scalar(-3e38, 'f32')]);
+  if (m.length !== mask.rank) fm = cx.emit1('Reshape', [fm, cx.dims(m)]);
+  if (m[2] === 1 && Sq !== 1) fm = cx.emit1('Expand', [fm, cx.dims([m[0]!, m[1]!, Sq, m[3]!])]);
+  return fm;
 }
 
 // ---------------------------------------------------------------------------
@@ -418,6 +474,41 @@ export const FUSED_OPS = {
     if (p.weight) sameAs(ins[2]!, [x.shape[x.shape.length - 1]!], 'weight', 'add_rms_norm');
     if (p.index !== 0 && p.index !== 1) throw new OpError(`add_rms_norm: index ${p.index} is not 0 (normed) or 1 (sum)`);
     return x;
+  }),
+  add_layer_norm: fused('add_layer_norm', [2, 4], (p, ins) => {
+    floatIns(ins, 'add_layer_norm');
+    const [x, r] = ins as [TensorType, TensorType];
+    sameAs(r, x.shape, 'residual', 'add_layer_norm');
+    if (r.dtype !== x.dtype) throw new OpError(`add_layer_norm: dtypes differ: ${ins.map(typeStr).join(', ')}`);
+    const n = 2 + (p.weight ? 1 : 0) + (p.bias ? 1 : 0);
+    if (ins.length !== n) throw new OpError(`add_layer_norm: expected ${n} inputs, got ${ins.length}`);
+    for (const t of ins.slice(2)) sameAs(t, [x.shape[x.shape.length - 1]!], 'weight/bias', 'add_layer_norm');
+    if (p.index !== 0 && p.index !== 1) throw new OpError(`add_layer_norm: index ${p.index} is not 0 (normed) or 1 (sum)`);
+    return x;
+  }),
+  kv_sdpa: fused('kv_sdpa', [5, 6], (p, ins) => {
+    const [q, k, v, pk, pv, mask] = ins as [TensorType, TensorType, TensorType, TensorType, TensorType, TensorType | undefined];
+    floatIns([q, k, v, pk, pv], 'kv_sdpa');
+    for (const t of [q, k, v, pk, pv]) if (t.shape.length !== 4) throw new OpError(`kv_sdpa needs [B, H, S, D] q, k, v, past_k, past_v: got ${typeStr(t)}`);
+    if (![k, v, pk, pv].every((t) => t.dtype === q.dtype)) throw new OpError(`kv_sdpa: dtypes differ: ${ins.map(typeStr).join(', ')}`);
+    const [B, H, S, D] = q.shape as [Dim, Dim, Dim, Dim];
+    const [, KV, , Dv] = v.shape as [Dim, Dim, Dim, Dim];
+    const P = pk.shape[2]!;
+    if (!isStatic(H) || !isStatic(KV) || H % KV !== 0) throw new OpError(`kv_sdpa: ${dimStr(H)} query heads is not a multiple of ${dimStr(KV)} kv heads`);
+    sameAs(k, [B, KV, S, D], 'k', 'kv_sdpa');
+    sameAs(v, [B, KV, S, Dv], 'v', 'kv_sdpa');
+    sameAs(pk, [B, KV, P, D], 'past_k', 'kv_sdpa');
+    sameAs(pv, [B, KV, P, Dv], 'past_v', 'kv_sdpa');
+    const T = dimAdd(P, S);
+    if (p.mask !== (mask !== undefined)) throw new OpError(`kv_sdpa: params say mask=${p.mask} but ${ins.length} inputs were given`);
+    if (mask) {
+      if (mask.dtype !== 'bool' || mask.shape.length > 4) throw new OpError(`kv_sdpa: mask must be bool of rank <= 4, got ${typeStr(mask)}`);
+      broadcastsInto(mask, { dtype: 'bool', shape: [B, H, S, T] }, 'mask', 'kv_sdpa');
+    }
+    if (p.index === 1) return { dtype: q.dtype, shape: [B, KV, T, D] };
+    if (p.index === 2) return { dtype: q.dtype, shape: [B, KV, T, Dv] };
+    if (p.index !== 0) throw new OpError(`kv_sdpa: index ${p.index} is not 0 (output), 1 (present key) or 2 (present value)`);
+    return { dtype: q.dtype, shape: [B, H, S, Dv] };
   }),
   swiglu: fused('swiglu', 2, (_p, ins) => {
     floatIns(ins, 'swiglu');
