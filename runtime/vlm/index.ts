@@ -52,6 +52,15 @@ export interface Request {
   prompt: string;
   /** image files, or decoded 8-bit RGB images ({ width, height, data }), in prompt order (InternVL) */
   images?: (string | RgbImage)[];
+  /**
+   * condition() with rewrite only: teacher forcing. The VLM's answer to use instead of generating
+   * one; the condition is that of a rewrite that produced exactly these tokens (taps of one pass
+   * over [prompt; answer tokens], the answer tokens + image tokens selected). Training uses it to
+   * get inference-time conditions for known target prompts without decoding.
+   */
+  answer?: string;
+  /** the answer as token ids (e.g. a previous generation's generatedIds); exclusive with answer */
+  answerIds?: number[];
 }
 
 export interface GenerationSettings {
@@ -87,7 +96,8 @@ export interface ConditionResult {
   lengths: number[];
   promptIds: number[][];
   generatedIds: number[][];
-  finish: (FinishReason | 'empty' | 'prefill')[];
+  /** 'forced': the request's answer was teacher-forced */
+  finish: (FinishReason | 'empty' | 'prefill' | 'forced')[];
 }
 
 interface GenerationConfig {
@@ -201,6 +211,24 @@ export class VlmPackage {
     return { features: { dtype: 'f32', shape: [n / this.hidden, this.hidden], data }, perRow };
   }
 
+  /** The image features of some rows of a batch (rows' images in order), for a sub-batch. */
+  private rowFeatures(features: HostTensor | undefined, perRow: number[][], rows: readonly number[]): HostTensor | undefined {
+    if (!features) return undefined;
+    const H = this.hidden, starts: number[] = [];
+    let at = 0;
+    for (const r of perRow) starts.push(at), (at += r.reduce((a, n) => a + n, 0));
+    const n = rows.reduce((a, j) => a + perRow[j]!.reduce((x, y) => x + y, 0), 0);
+    if (n === 0) return undefined;
+    const src = features.data as Float32Array, data = new Float32Array(n * H);
+    let o = 0;
+    for (const j of rows) {
+      const len = perRow[j]!.reduce((x, y) => x + y, 0) * H;
+      data.set(src.subarray(starts[j]! * H, starts[j]! * H + len), o);
+      o += len;
+    }
+    return { dtype: 'f32', shape: [n, H], data };
+  }
+
   private prompt(req: Request, images: number[], system: string | undefined, vars: Record<string, unknown> | undefined): Prompt {
     return buildPrompt(this.tokenizer, { user: req.prompt, system, images, vars }, this.images);
   }
@@ -291,8 +319,22 @@ export class VlmPackage {
     const system = o.rewrite ? (o.systemPrompt ?? DEFAULT_SYSTEM_PROMPT) : o.systemPrompt;
     const { features, perRow } = await this.imageFeatures(liveReqs);
     const built = liveReqs.map((r, j) => this.prompt(r, perRow[j]!, system, o.templateVars));
-    const max = o.rewrite ? this.maxNew(o, Math.max(0, ...built.map((p) => p.ids.length))) : 0;
-    const prompts = built.map((p, j) => this.fit(p, max, o.truncate, live[j]!));
+    // teacher-forced rows: their answer's tokens, as generated tokens would be (no specials)
+    const answers = liveReqs.map((r, j) => {
+      if (r.answer === undefined && r.answerIds === undefined) return undefined;
+      if (!o.rewrite) throw new VlmError(`request ${live[j]} gives an answer: teacher forcing is a rewrite's condition (pass rewrite: true)`);
+      if (r.answer !== undefined && r.answerIds !== undefined) throw new VlmError(`request ${live[j]}: give answer or answerIds, not both`);
+      if (r.answerIds !== undefined) {
+        const bad = r.answerIds.find((t) => !(Number.isInteger(t) && t >= 0 && t < this.config.text.vocab));
+        if (bad !== undefined) throw new VlmError(`request ${live[j]}: answer token id ${bad} is outside the vocabulary 0..${this.config.text.vocab - 1}`);
+        return [...r.answerIds];
+      }
+      if (typeof r.answer !== 'string') throw new VlmError(`request ${live[j]}: answer must be a string`);
+      return this.tokenizer.encode(r.answer, { addSpecialTokens: false });
+    });
+    const genRows = live.map((_, j) => j).filter((j) => answers[j] === undefined);
+    const max = o.rewrite && genRows.length ? this.maxNew(o, Math.max(0, ...genRows.map((j) => built[j]!.ids.length))) : 0;
+    const prompts = built.map((p, j) => this.fit(p, answers[j]?.length ?? max, o.truncate, live[j]!));
     const ids = prompts.map((p) => p.ids);
     if (o.seeds && o.seeds.length !== reqs.length) throw new VlmError(`${o.seeds.length} seeds for ${reqs.length} requests`);
     const base = { ...this.generateOptions(o, max, sampling), imageFeatures: features, rowSeeds: o.seeds ? live.map((b) => o.seeds![b]!) : undefined };
@@ -305,23 +347,38 @@ export class VlmPackage {
       if (o.rewrite) {
         const final = o.tapsFrom === 'final-pass';
         if (o.tapsFrom !== undefined && o.tapsFrom !== 'decode' && !final) throw new VlmError(`tapsFrom must be 'decode' or 'final-pass', got ${JSON.stringify(o.tapsFrom)}`);
-        const stream = this.streams(o, live);
-        const r = await generate(this.model(), ids, { ...base, collectTaps: !final, onToken: stream.onToken });
-        stream.flush();
-        let tapRows = r.rows;
-        if (final) {
-          // one pass over [prompt; kept generated tokens]: the same positions, masks and images
-          const full = r.rows.map((row, j) => [...ids[j]!, ...row.tokens.slice(0, row.kept)]);
-          tapRows = (await generate(this.model(), full, { ...base, maxNewTokens: 0, collectTaps: true })).rows;
+        // generated rows (all of them unless some are teacher-forced), then the forced ones
+        const all = genRows.length === live.length;
+        const gIds = all ? ids : genRows.map((j) => ids[j]!);
+        const gBase = all ? base : { ...base, imageFeatures: this.rowFeatures(features, perRow, genRows), rowSeeds: base.rowSeeds && genRows.map((j) => base.rowSeeds![j]!) };
+        const done: { j: number; taps: Map<number, Float32Array[]>; tokens: number[]; finish: ConditionResult['finish'][number] }[] = [];
+        if (genRows.length) {
+          const stream = this.streams(o, genRows.map((j) => live[j]!));
+          const r = await generate(this.model(), gIds, { ...gBase, collectTaps: !final, onToken: stream.onToken });
+          stream.flush();
+          let tapRows = r.rows;
+          if (final) {
+            // one pass over [prompt; kept generated tokens]: the same positions, masks and images
+            const full = r.rows.map((row, k) => [...gIds[k]!, ...row.tokens.slice(0, row.kept)]);
+            tapRows = (await generate(this.model(), full, { ...gBase, maxNewTokens: 0, collectTaps: true })).rows;
+          }
+          genRows.forEach((j, k) => done.push({ j, taps: tapRows[k]!.taps!, tokens: r.rows[k]!.tokens.slice(0, r.rows[k]!.kept), finish: r.rows[k]!.finish }));
         }
-        live.forEach((b, j) => {
-          const row = r.rows[j]!;
-          const P = ids[j]!.length;
-          rows[b] = { taps: tapRows[j]!.taps!, select: [...prompts[j]!.imagePositions, ...Array.from({ length: row.kept }, (_, k) => P + k)] };
-          rewritten[b] = this.tokenizer.decode(row.tokens.slice(0, row.kept), { skipSpecialTokens: true });
-          generatedIds[b] = row.tokens.slice(0, row.kept);
-          finish[b] = row.finish;
-        });
+        const forced = live.map((_, j) => j).filter((j) => answers[j] !== undefined);
+        if (forced.length) {
+          // exactly the final pass a generation of these tokens would get
+          const full = forced.map((j) => [...ids[j]!, ...answers[j]!]);
+          const fBase = { ...base, imageFeatures: forced.length === live.length ? features : this.rowFeatures(features, perRow, forced), rowSeeds: undefined };
+          const r = await generate(this.model(), full, { ...fBase, maxNewTokens: 0, collectTaps: true });
+          forced.forEach((j, k) => done.push({ j, taps: r.rows[k]!.taps!, tokens: answers[j]!, finish: 'forced' }));
+        }
+        for (const d of done) {
+          const b = live[d.j]!, P = ids[d.j]!.length;
+          rows[b] = { taps: d.taps, select: [...prompts[d.j]!.imagePositions, ...Array.from({ length: d.tokens.length }, (_, k) => P + k)] };
+          rewritten[b] = this.tokenizer.decode(d.tokens, { skipSpecialTokens: true });
+          generatedIds[b] = d.tokens;
+          finish[b] = d.finish;
+        }
       } else {
         const r = await generate(this.model(), ids, { ...base, maxNewTokens: 0, collectTaps: true });
         live.forEach((b, j) => {

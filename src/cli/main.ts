@@ -244,6 +244,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--cfg-norm', 'default to CFG normalisation')
     .option('--system-prompt <text>', 'default VERIFI system prompt')
     .option('--rewrite', 'rewrite prompts by default')
+    .option('--keep-template', "keep the chat template's fixed tokens in conditions of prompts that are not rewritten")
     .option('--force', 'write into a folder that holds files unifusion did not write (they are kept)')
     .option('--bindings', 'also write typed TypeScript bindings of the DiT, dit/<name>.ts')
     .addHelpText('after', examples('unifusion assemble --vlm out/vlm --dit run/ --vae out/vae --out pipe', 'unifusion assemble --vlm out/vlm --dit run/ --out pipe   # pixel space'))
