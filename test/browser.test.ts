@@ -9,11 +9,20 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Session } from '../runtime/session.ts';
-import { builtinPipeline, pageFiles, pipelineFromDir, serveWeb, type PipelineSource, type WebServer } from '../src/web/serve.ts';
+import { builtinPipeline, pageFiles, pipelineFromDir, serveWeb, type PipelineSource, type StepSource, type WebServer } from '../src/web/serve.ts';
 import { serveWebCommand } from '../src/cli/serve-web.ts';
 import { compileCommand } from '../src/cli/compile.ts';
 import { checkDenoiserManifest, generate, promptBytes, type GenerateRequest, type VelocityFn } from '../examples/web/pipeline.ts';
 import { findChromium, launchChromium } from './helpers/chromium.ts';
+import { importHf } from '../src/cli/import-hf.ts';
+import { compileGraph, writeCompiled } from '../src/compiler.ts';
+import { writeSafetensors } from '../src/io/safetensors.ts';
+import { assemble, Pipeline } from '../runtime/pipeline/index.ts';
+import { VlmPackage } from '../runtime/vlm/index.ts';
+import { PRESETS, VLMS } from '../graphs/presets.ts';
+import type { UniFusionConfig } from '../graphs/unifusion.ts';
+import { ditGraph, randomParams } from './helpers/pipeline-fixtures.ts';
+import { GEN_FIXTURES } from './helpers/vlm.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const made: string[] = [];
@@ -28,6 +37,7 @@ afterAll(() => {
 
 /** The page's generate() on onnxruntime-node: the reference the browser must match. */
 async function nodeGenerate(p: PipelineSource, req: GenerateRequest) {
+  if (p.kind !== 'step') throw new Error(`${p.label} is a pipeline folder, not a denoiser step`);
   const f = p.files.get(p.manifest.onnx)!;
   const session = await Session.load('bytes' in f ? f.bytes : f.file);
   const run: VelocityFn = async (feeds, shapes) => {
@@ -93,7 +103,7 @@ describe('the page pipeline on onnxruntime-node', () => {
     const other = tmp();
     await compileCommand('test/graphs/good.ts', { out: other, quiet: true });
     await expect(pipelineFromDir(other)).rejects.toThrow(/manifest.json: not a denoiser step the page can run: no input 'input_ids'/);
-    await expect(pipelineFromDir(path.join(other, 'nope'))).rejects.toThrow(/--pipeline '.*nope': no readable manifest.json/);
+    await expect(pipelineFromDir(path.join(other, 'nope'))).rejects.toThrow(/--pipeline '.*nope': neither a pipeline.json \(a pipeline folder, `unifusion assemble`\) nor a readable manifest.json/);
     const evil = tmp();
     fs.writeFileSync(path.join(evil, 'manifest.json'), JSON.stringify({ ...builtin.manifest, onnx: '../secret.onnx' }));
     await expect(pipelineFromDir(evil)).rejects.toThrow(/file name '..\/secret.onnx' must be a plain name inside the folder/);
@@ -175,6 +185,141 @@ describe.skipIf(!chrome.path)(`the page in headless Chromium (${chrome.why})`, (
       // not a blank or constant canvas
       expect(new Set(got.pixels.filter((_, i) => i % 4 === 0)).size).toBeGreaterThan(50);
       expect(fs.statSync(shot).size).toBeGreaterThan(1000);
+      expect(errors).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+});
+
+// ---- a pipeline folder (pipeline.json with its VLM): the page runs runtime/pipeline + runtime/vlm
+// through the bundle's shims; the reference is Node's Pipeline.generate on the same folder.
+
+/** The tiny import-hf InternVL package + a random pixel-space DiT on its taps, as test/pipeline-vlm.test.ts builds them. */
+async function tinyFolders(dir: string): Promise<{ pipe: string; noVlm: string }> {
+  const cfg: UniFusionConfig = { ...PRESETS['tiny-pixel']!, vlm: { ...VLMS.tiny, layers: 3 }, taps: [1, 2, 3] };
+  const p = (...xs: string[]) => path.join(dir, ...xs);
+  await importHf(path.join(GEN_FIXTURES, 'internvl'), { out: p('vlm'), taps: 'list:1,2,3' });
+  const g = ditGraph(cfg);
+  await writeCompiled(p('dit'), compileGraph(g, { paramValues: randomParams([g], 17) }));
+  const vlm = await VlmPackage.load(p('vlm'));
+  try {
+    writeSafetensors(p('null.safetensors'), (await vlm.condition([{ prompt: '' }], { rewrite: false })).tensors);
+  } finally {
+    await vlm.close();
+  }
+  const base = { dit: p('dit', 'unifusion.onnx'), nullCondition: p('null.safetensors'), size: [16, 16] as [number, number], scheduler: { steps: 3, guidance: 3 } };
+  await assemble({ ...base, vlm: p('vlm'), out: p('pipe') });
+  await assemble({ ...base, out: p('pipe-novlm') });
+  return { pipe: p('pipe'), noVlm: p('pipe-novlm') };
+}
+
+describe('serve-web --pipeline with a pipeline folder', () => {
+  let folders: { pipe: string; noVlm: string };
+  beforeAll(async () => {
+    folders = await tinyFolders(tmp());
+  }, 120_000);
+
+  it('serves pipeline.json and exactly the files it hashes, after checking their sha256', async () => {
+    const src = await pipelineFromDir(folders.pipe);
+    expect(src.kind).toBe('folder');
+    const json = JSON.parse(fs.readFileSync(path.join(folders.pipe, 'pipeline.json'), 'utf8')) as { files: Record<string, string> };
+    expect([...src.files.keys()].sort()).toEqual(['pipeline.json', ...Object.keys(json.files)].sort());
+    expect([...src.files.keys()].some((f) => f.startsWith('vlm/') && f.endsWith('tokenizer.json'))).toBe(true);
+    const server = await serveWeb({ pipeline: src, page: new Map(), port: 0 });
+    try {
+      expect((await fetch(new URL('pipeline/pipeline.json', server.url))).status).toBe(200);
+      expect((await fetch(new URL('pipeline/vlm/tokenizer.json', server.url))).status).toBe(200);
+      expect((await fetch(new URL('pipeline/manifest.json', server.url))).status).toBe(404);
+    } finally {
+      await server.close();
+    }
+    // a changed part is refused before anything is served
+    const bad = tmp();
+    fs.cpSync(folders.pipe, bad, { recursive: true });
+    fs.appendFileSync(path.join(bad, 'vlm', 'tokenizer.json'), ' ');
+    await expect(serveWebCommand({ pipeline: bad, port: 0, quiet: true })).rejects.toThrow(/'vlm\/tokenizer.json' does not match the sha256 in pipeline.json/);
+  });
+});
+
+describe.skipIf(!chrome.path)(`a pipeline folder in headless Chromium (${chrome.why})`, () => {
+  let folders: { pipe: string; noVlm: string };
+  beforeAll(async () => {
+    folders = await tinyFolders(tmp());
+  }, 120_000);
+
+  async function runPage(dir: string, query: string) {
+    const server = await serveWeb({ pipeline: await pipelineFromDir(dir), page: await pageFiles(), port: 0 });
+    const { context, close } = await launchChromium(chrome.path!);
+    const errors: string[] = [];
+    try {
+      const page = await context.newPage();
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`${server.url}?${query}`);
+      await page.waitForFunction(() => ['done', 'error'].includes((window as unknown as { unifusion?: { state: string } }).unifusion?.state ?? ''), null, { timeout: 120_000 });
+      const got = await page.evaluate(() => {
+        const api = (window as unknown as { unifusion: { state: string; kind?: string; ep?: string; error?: string; last?: { latent: Float64Array; meta: unknown } } }).unifusion;
+        const c = document.getElementById('canvas') as HTMLCanvasElement;
+        const img = c.getContext('2d')!.getImageData(0, 0, c.width, c.height);
+        return { state: api.state, kind: api.kind, ep: api.ep, error: api.error, width: c.width, height: c.height, pixels: Array.from(img.data), latent: api.last ? Array.from(api.last.latent) : [], meta: api.last?.meta, status: document.getElementById('status')!.textContent, statusClass: document.getElementById('status')!.className, progress: (document.getElementById('progress') as HTMLProgressElement).value };
+      });
+      return { got, page, errors, close };
+    } catch (e) {
+      await close();
+      throw e;
+    } finally {
+      await server.close();
+    }
+  }
+
+  it('loads pipeline.json with its VLM, encodes the prompt, samples with CFG and draws pixels equal to Node Pipeline.generate', async () => {
+    const req = { prompt: 'a red circle above a blue square', seed: 5 };
+    const { got, page, errors, close } = await runPage(folders.pipe, `prompt=${encodeURIComponent(req.prompt)}&seed=${req.seed}&autorun=1`);
+    try {
+      const dir = process.env.UNIFUSION_ARTIFACT_DIR ?? path.join(ROOT, 'out', 'artifacts');
+      fs.mkdirSync(dir, { recursive: true });
+      const shot = path.join(dir, 'browser-pipeline-folder.png');
+      await page.screenshot({ path: shot, fullPage: true });
+      expect(got.error).toBeUndefined();
+      expect(got.state).toBe('done');
+      expect(got.kind).toBe('folder');
+      expect(got.ep).toBe('wasm');
+      expect(got.progress).toBe(1);
+      expect([got.width, got.height]).toEqual([16, 16]);
+
+      // Node: the same folder, the same defaults (3 steps, guidance 3 against the stored null condition, no rewrite)
+      const pl = await Pipeline.load(folders.pipe);
+      let ref;
+      try {
+        ref = (await pl.generate({ prompts: [req.prompt], seed: req.seed, progress: false })).images[0]!;
+      } finally {
+        await pl.close();
+      }
+      const meta = got.meta as typeof ref.meta;
+      expect({ ...meta, sigmas: undefined }).toEqual({ ...ref.meta, sigmas: undefined });
+      expect(meta.sigmas.map((v) => Math.fround(v))).toEqual(ref.meta.sigmas.map((v) => Math.fround(v)));
+      expect(got.latent.length).toBe(ref.latent.length);
+      const latentErr = Math.max(...got.latent.map((v, i) => Math.abs(v - ref.latent[i]!)));
+      const rgba = Array.from({ length: 16 * 16 * 4 }, (_, i) => (i % 4 === 3 ? 255 : ref.image.data[Math.floor(i / 4) * 3 + (i % 4)]!));
+      const px = got.pixels.map((v, i) => Math.abs(v - rgba[i]!));
+      console.log(`browser pipeline-folder test: screenshot ${path.relative(process.cwd(), shot)}; ${got.status}; vs Node Pipeline.generate: latent max |diff| ${latentErr.toExponential(2)}, pixels max |diff| ${Math.max(...px)}, ${px.filter((d) => d > 0).length} of ${px.length} channel values differ`);
+      expect(latentErr).toBeLessThan(1e-3);
+      expect(Math.max(...px)).toBeLessThanOrEqual(1);
+      expect(new Set(got.pixels.filter((_, i) => i % 4 === 0)).size).toBeGreaterThan(20);
+      expect(errors).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('a pipeline without a VLM: a clear error on the page, no image', async () => {
+    const { got, errors, close } = await runPage(folders.noVlm, 'autorun=1');
+    try {
+      expect(got.state).toBe('error');
+      expect(got.error).toMatch(/has no VLM \(pipeline.json parts.vlm is null\).*assemble it with --vlm/);
+      expect(got.status).toMatch(/^error: .*has no VLM/);
+      expect(got.statusClass).toBe('error');
+      expect(got.latent).toEqual([]);
       expect(errors).toEqual([]);
     } finally {
       await close();
