@@ -21,7 +21,7 @@ import { assemble, Pipeline } from '../runtime/pipeline/index.ts';
 import { VlmPackage } from '../runtime/vlm/index.ts';
 import { PRESETS, VLMS } from '../graphs/presets.ts';
 import type { UniFusionConfig } from '../graphs/unifusion.ts';
-import { ditGraph, randomParams } from './helpers/pipeline-fixtures.ts';
+import { ditGraph, randomParams, writeDiffusersVae } from './helpers/pipeline-fixtures.ts';
 import { GEN_FIXTURES } from './helpers/vlm.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -195,8 +195,12 @@ describe.skipIf(!chrome.path)(`the page in headless Chromium (${chrome.why})`, (
 // ---- a pipeline folder (pipeline.json with its VLM): the page runs runtime/pipeline + runtime/vlm
 // through the bundle's shims; the reference is Node's Pipeline.generate on the same folder.
 
-/** The tiny import-hf InternVL package + a random pixel-space DiT on its taps, as test/pipeline-vlm.test.ts builds them. */
-async function tinyFolders(dir: string): Promise<{ pipe: string; noVlm: string }> {
+/**
+ * The tiny import-hf InternVL package + a random pixel-space DiT on its taps, as
+ * test/pipeline-vlm.test.ts builds them; and a latent one: the tiny diffusers VAE, a DiT with
+ * external weights (a .onnx + data file, as big pipelines are), VERIFI rewriting on by default.
+ */
+async function tinyFolders(dir: string): Promise<{ pipe: string; noVlm: string; vaeRewrite: string }> {
   const cfg: UniFusionConfig = { ...PRESETS['tiny-pixel']!, vlm: { ...VLMS.tiny, layers: 3 }, taps: [1, 2, 3] };
   const p = (...xs: string[]) => path.join(dir, ...xs);
   await importHf(path.join(GEN_FIXTURES, 'internvl'), { out: p('vlm'), taps: 'list:1,2,3' });
@@ -211,11 +215,17 @@ async function tinyFolders(dir: string): Promise<{ pipe: string; noVlm: string }
   const base = { dit: p('dit', 'unifusion.onnx'), nullCondition: p('null.safetensors'), size: [16, 16] as [number, number], scheduler: { steps: 3, guidance: 3 } };
   await assemble({ ...base, vlm: p('vlm'), out: p('pipe') });
   await assemble({ ...base, out: p('pipe-novlm') });
-  return { pipe: p('pipe'), noVlm: p('pipe-novlm') };
+  const latentCfg: UniFusionConfig = { ...PRESETS.tiny!, vlm: { ...VLMS.tiny, layers: 3 }, taps: [1, 2, 3] };
+  const lg = ditGraph(latentCfg);
+  await writeCompiled(p('dit-ext'), compileGraph(lg, { paramValues: randomParams([lg], 23), weights: 'external' }));
+  writeDiffusersVae(p('vae-src'));
+  await importHf(p('vae-src'), { out: p('vae') });
+  await assemble({ ...base, dit: p('dit-ext', 'unifusion.onnx'), vae: p('vae'), vlm: p('vlm'), rewrite: true, systemPrompt: 'Describe the picture in five words.', out: p('pipe-vae-rw') });
+  return { pipe: p('pipe'), noVlm: p('pipe-novlm'), vaeRewrite: p('pipe-vae-rw') };
 }
 
 describe('serve-web --pipeline with a pipeline folder', () => {
-  let folders: { pipe: string; noVlm: string };
+  let folders: Awaited<ReturnType<typeof tinyFolders>>;
   beforeAll(async () => {
     folders = await tinyFolders(tmp());
   }, 120_000);
@@ -243,7 +253,7 @@ describe('serve-web --pipeline with a pipeline folder', () => {
 });
 
 describe.skipIf(!chrome.path)(`a pipeline folder in headless Chromium (${chrome.why})`, () => {
-  let folders: { pipe: string; noVlm: string };
+  let folders: Awaited<ReturnType<typeof tinyFolders>>;
   beforeAll(async () => {
     folders = await tinyFolders(tmp());
   }, 120_000);
@@ -272,44 +282,63 @@ describe.skipIf(!chrome.path)(`a pipeline folder in headless Chromium (${chrome.
     }
   }
 
-  it('loads pipeline.json with its VLM, encodes the prompt, samples with CFG and draws pixels equal to Node Pipeline.generate', async () => {
-    const req = { prompt: 'a red circle above a blue square', seed: 5 };
-    const { got, page, errors, close } = await runPage(folders.pipe, `prompt=${encodeURIComponent(req.prompt)}&seed=${req.seed}&autorun=1`);
+  /** The page's image for a prompt and seed (pipeline defaults otherwise) against Node's Pipeline.generate on the same folder. */
+  async function samePixels(dir: string, req: { prompt: string; seed: number }, shotName: string) {
+    const { got, page, errors, close } = await runPage(dir, `prompt=${encodeURIComponent(req.prompt)}&seed=${req.seed}&autorun=1`);
     try {
-      const dir = process.env.UNIFUSION_ARTIFACT_DIR ?? path.join(ROOT, 'out', 'artifacts');
-      fs.mkdirSync(dir, { recursive: true });
-      const shot = path.join(dir, 'browser-pipeline-folder.png');
+      const art = process.env.UNIFUSION_ARTIFACT_DIR ?? path.join(ROOT, 'out', 'artifacts');
+      fs.mkdirSync(art, { recursive: true });
+      const shot = path.join(art, shotName);
       await page.screenshot({ path: shot, fullPage: true });
       expect(got.error).toBeUndefined();
       expect(got.state).toBe('done');
       expect(got.kind).toBe('folder');
       expect(got.ep).toBe('wasm');
       expect(got.progress).toBe(1);
-      expect([got.width, got.height]).toEqual([16, 16]);
 
-      // Node: the same folder, the same defaults (3 steps, guidance 3 against the stored null condition, no rewrite)
-      const pl = await Pipeline.load(folders.pipe);
+      const pl = await Pipeline.load(dir);
       let ref;
       try {
         ref = (await pl.generate({ prompts: [req.prompt], seed: req.seed, progress: false })).images[0]!;
       } finally {
         await pl.close();
       }
+      expect([got.width, got.height]).toEqual([ref.image.width, ref.image.height]);
       const meta = got.meta as typeof ref.meta;
+      // everything: prompt, rewritten prompt, seed, steps, guidance, schedule, size, pipeline hash
       expect({ ...meta, sigmas: undefined }).toEqual({ ...ref.meta, sigmas: undefined });
       expect(meta.sigmas.map((v) => Math.fround(v))).toEqual(ref.meta.sigmas.map((v) => Math.fround(v)));
       expect(got.latent.length).toBe(ref.latent.length);
       const latentErr = Math.max(...got.latent.map((v, i) => Math.abs(v - ref.latent[i]!)));
-      const rgba = Array.from({ length: 16 * 16 * 4 }, (_, i) => (i % 4 === 3 ? 255 : ref.image.data[Math.floor(i / 4) * 3 + (i % 4)]!));
+      const n = ref.image.width * ref.image.height;
+      const rgba = Array.from({ length: n * 4 }, (_, i) => (i % 4 === 3 ? 255 : ref.image.data[Math.floor(i / 4) * 3 + (i % 4)]!));
       const px = got.pixels.map((v, i) => Math.abs(v - rgba[i]!));
-      console.log(`browser pipeline-folder test: screenshot ${path.relative(process.cwd(), shot)}; ${got.status}; vs Node Pipeline.generate: latent max |diff| ${latentErr.toExponential(2)}, pixels max |diff| ${Math.max(...px)}, ${px.filter((d) => d > 0).length} of ${px.length} channel values differ`);
+      console.log(
+        `browser pipeline-folder test (${path.basename(dir)}): screenshot ${path.relative(process.cwd(), shot)}; ${got.status}; vs Node Pipeline.generate: latent max |diff| ${latentErr.toExponential(2)}, pixels max |diff| ${Math.max(...px)}, ${px.filter((d) => d > 0).length} of ${px.length} channel values differ`,
+      );
       expect(latentErr).toBeLessThan(1e-3);
       expect(Math.max(...px)).toBeLessThanOrEqual(1);
       expect(new Set(got.pixels.filter((_, i) => i % 4 === 0)).size).toBeGreaterThan(20);
       expect(errors).toEqual([]);
+      return meta;
     } finally {
       await close();
     }
+  }
+
+  it('loads pipeline.json with its VLM, encodes the prompt (template dropped), samples with CFG against the null condition, draws pixels equal to Node Pipeline.generate', async () => {
+    const meta = await samePixels(folders.pipe, { prompt: 'a red circle above a blue square', seed: 5 }, 'browser-pipeline-folder.png');
+    expect(meta.rewritten_prompt).toBeUndefined();
+    expect([meta.steps, meta.guidance]).toEqual([3, 3]);
+  });
+
+  it('VERIFI rewriting (KV-cache generation), a VAE decode and a DiT with external weights: the same image as Node', async () => {
+    const files = Object.keys((JSON.parse(fs.readFileSync(path.join(folders.vaeRewrite, 'pipeline.json'), 'utf8')) as { files: Record<string, string> }).files);
+    // the DiT's weights really are a separate data file the page must hand to onnxruntime-web
+    expect(files.filter((f) => f.startsWith('dit/') && !/\.(onnx|json|ts)$/.test(f)).length).toBeGreaterThan(0);
+    const meta = await samePixels(folders.vaeRewrite, { prompt: 'two green triangles', seed: 11 }, 'browser-pipeline-vae-rewrite.png');
+    expect(typeof meta.rewritten_prompt).toBe('string');
+    expect(meta.rewritten_prompt!.length).toBeGreaterThan(0);
   });
 
   it('a pipeline without a VLM: a clear error on the page, no image', async () => {
