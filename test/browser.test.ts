@@ -341,6 +341,13 @@ describe.skipIf(!chrome.path)(`a pipeline folder in headless Chromium (${chrome.
     expect(meta.rewritten_prompt!.length).toBeGreaterThan(0);
   });
 
+  // the demo's shipped pipeline (examples/shapes/pipeline, a trained shapes-world model) once it is in the tree
+  const shapes = process.env.UNIFUSION_SHAPES_PIPELINE ?? path.join(ROOT, 'examples', 'shapes', 'pipeline');
+  it.skipIf(!fs.existsSync(path.join(shapes, 'pipeline.json')))(`the demo's shapes pipeline (${path.relative(ROOT, shapes) || shapes}): the same rewritten prompt and image as Node`, async () => {
+    const meta = await samePixels(shapes, { prompt: 'a red circle above a blue square', seed: 3 }, 'browser-shapes-pipeline.png');
+    expect(meta.pipeline).toBe('shapes');
+  }, 300_000);
+
   it('a pipeline without a VLM: a clear error on the page, no image', async () => {
     const { got, errors, close } = await runPage(folders.noVlm, 'autorun=1');
     try {

@@ -62,7 +62,13 @@ export async function loadFolder(fetchFile: Fetcher, providers: string[], onFile
 }
 
 /** One image, as `unifusion sample --prompt P --seed S` would make it (progress: false). */
-export async function generateFolder(f: LoadedFolder, req: FolderRequest, onStep?: (done: number, total: number) => void | Promise<void>): Promise<GenerateResult> {
+export async function generateFolder(
+  f: LoadedFolder,
+  req: FolderRequest,
+  onStep?: (done: number, total: number) => void | Promise<void>,
+  /** the rewritten prompt as the VLM writes it (VERIFI), piece by piece */
+  onRewriteText?: (text: string) => void,
+): Promise<GenerateResult> {
   const size = req.size;
   return f.pipeline.generate({
     prompts: [req.prompt],
@@ -72,6 +78,7 @@ export async function generateFolder(f: LoadedFolder, req: FolderRequest, onStep
     ...(req.guidance !== undefined ? { guidance: req.guidance } : {}),
     ...(req.rewrite !== undefined ? { rewrite: req.rewrite } : {}),
     progress: false,
+    ...(onRewriteText ? { vlm: { onToken: (_row: number, text: string) => onRewriteText(text) } } : {}),
     onStep: async (s) => {
       await onStep?.(s.step + 1, s.steps);
     },

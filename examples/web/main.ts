@@ -105,7 +105,7 @@ function readInputs(): Record<'prompt' | 'seed' | 'steps' | 'size', string> {
 }
 
 /** Wire the form: `run(onStep)` makes one image; progress, status and errors go on the page. */
-function wireForm(steps: () => number, run: (onStep: (done: number, total: number) => Promise<void>) => Promise<NonNullable<PageApi['last']> & { what: string }>): void {
+function wireForm(firstStatus: () => string, run: (onStep: (done: number, total: number) => Promise<void>) => Promise<NonNullable<PageApi['last']> & { what: string }>): void {
   const button = $<HTMLButtonElement>('run');
   const progress = $<HTMLProgressElement>('progress');
   button.disabled = false;
@@ -115,7 +115,7 @@ function wireForm(steps: () => number, run: (onStep: (done: number, total: numbe
     if (api.state === 'running') return;
     button.disabled = true;
     progress.value = 0;
-    setState('running', `denoising: 0 / ${steps()}`);
+    setState('running', firstStatus());
     const t0 = performance.now();
     try {
       const g = await run(async (done, total) => {
@@ -140,7 +140,7 @@ async function mainStep(): Promise<void> {
   const { run, info, manifest } = await loadStep();
   $('about').textContent = `${manifest.name}${manifest.preset ? ` (preset ${manifest.preset})` : ''}: ${manifest.paramCount.toLocaleString('en-US')} params, ${info.channels} latent channels, on ${api.ep}.`;
   wireForm(
-    () => Number($<HTMLInputElement>('steps').value),
+    () => `denoising: 0 / ${$<HTMLInputElement>('steps').value}`,
     async (onStep) => {
       const i = readInputs();
       const req = { prompt: i.prompt, seed: Number(i.seed), steps: Number(i.steps), size: Number(i.size) };
@@ -177,13 +177,18 @@ async function mainFolder(): Promise<void> {
   if (params.get('size') === null) sizeInput.value = String(j.resolutions.default[0]);
   if (params.get('steps') === null) $<HTMLInputElement>('steps').value = String(j.scheduler.steps);
   const rewrite = params.get('rewrite');
+  const rewriting = () => (rewrite !== null ? rewrite === '1' : j.conditioning.rewrite) && $<HTMLInputElement>('prompt').value.trim() !== '';
   wireForm(
-    () => Number($<HTMLInputElement>('steps').value),
+    () => (rewriting() ? 'VERIFI: the VLM rewrites the prompt…' : 'encoding the prompt with the VLM…'),
     async (onStep) => {
       const i = readInputs();
       const req = { prompt: i.prompt, seed: Number(i.seed), steps: Number(i.steps), size: Number(i.size), ...(rewrite !== null ? { rewrite: rewrite === '1' } : {}) };
       if (!Number.isSafeInteger(req.seed) || req.seed < 0) throw new Error(`seed must be a non-negative integer, got '${i.seed}'`);
-      const r = await generateFolder(f, req, onStep);
+      let written = '';
+      const r = await generateFolder(f, req, onStep, (t) => {
+        written += t;
+        $('status').textContent = `VERIFI: the VLM rewrites the prompt: ${written}`;
+      });
       const im = r.images[0]!;
       return { rgba: rgbToRgba(im.image.data, im.image.width, im.image.height), width: im.image.width, height: im.image.height, latent: im.latent, meta: im.meta, ms: 0, what: `${im.meta.steps} steps, guidance ${im.meta.guidance} (seed ${req.seed})${im.meta.rewritten_prompt !== undefined ? `; rewritten: ${im.meta.rewritten_prompt}` : ''}` };
     },
