@@ -249,6 +249,13 @@ describe('serve-web --pipeline with a pipeline folder', () => {
     fs.cpSync(folders.pipe, bad, { recursive: true });
     fs.appendFileSync(path.join(bad, 'vlm', 'tokenizer.json'), ' ');
     await expect(serveWebCommand({ pipeline: bad, port: 0, quiet: true })).rejects.toThrow(/'vlm\/tokenizer.json' does not match the sha256 in pipeline.json/);
+    // a hashed file that is a link out of the folder is refused, even with a matching sha256
+    const outside = tmp();
+    const linked = tmp();
+    fs.cpSync(folders.pipe, linked, { recursive: true });
+    fs.renameSync(path.join(linked, 'vlm', 'tokenizer.json'), path.join(outside, 'tokenizer.json'));
+    fs.symlinkSync(path.join(outside, 'tokenizer.json'), path.join(linked, 'vlm', 'tokenizer.json'));
+    await expect(pipelineFromDir(linked)).rejects.toThrow(/'vlm\/tokenizer.json' resolves outside the pipeline folder/);
   });
 });
 
@@ -347,6 +354,19 @@ describe.skipIf(!chrome.path)(`a pipeline folder in headless Chromium (${chrome.
     const meta = await samePixels(shapes, { prompt: 'a red circle above a blue square', seed: 3 }, 'browser-shapes-pipeline.png');
     expect(meta.pipeline).toBe('shapes');
   }, 300_000);
+
+  it('a bad request shows its error on the page (the runtime\'s own message), no image', async () => {
+    const { got, errors, close } = await runPage(folders.pipe, 'prompt=x&seed=1&size=15&autorun=1');
+    try {
+      expect(got.state).toBe('error');
+      expect(got.error).toMatch(/the width 15 is not a multiple of \d+/);
+      expect(got.statusClass).toBe('error');
+      expect(got.latent).toEqual([]);
+      expect(errors).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
 
   it('a pipeline without a VLM: a clear error on the page, no image', async () => {
     const { got, errors, close } = await runPage(folders.noVlm, 'autorun=1');

@@ -50,9 +50,14 @@ async function pipelineFolder(dir: string): Promise<FolderSource> {
   await verifyPipelineFiles(dir, json, { hashes: true });
   const files = new Map<string, PageFile>([[PIPELINE_FILE, { bytes: new Uint8Array(bytes) }]]);
   // the names pipeline.json hashes (verifyPipelineFiles found each a file in the folder), no others
+  const root = await fs.realpath(dir);
   for (const name of Object.keys(json.files)) {
     if (name.split('/').some((s) => s === '' || s === '.' || s === '..') || path.isAbsolute(name)) throw new Error(`${file}: file name '${name}' must be a relative path inside the folder`);
-    files.set(name, { file: path.join(dir, ...name.split('/')) });
+    const abs = path.join(dir, ...name.split('/'));
+    // a link out of the folder would serve whatever it points at
+    const real = await fs.realpath(abs);
+    if (real !== root && !real.startsWith(root + path.sep)) throw new Error(`${file}: '${name}' resolves outside the pipeline folder (${real}); serve-web serves only the folder's own files`);
+    files.set(name, { file: abs });
   }
   return { kind: 'folder', label: dir, json, files };
 }
