@@ -227,7 +227,7 @@ async function tinyFolders(dir: string): Promise<{ pipe: string; noVlm: string; 
 describe('serve-web --pipeline with a pipeline folder', () => {
   let folders: Awaited<ReturnType<typeof tinyFolders>>;
   beforeAll(async () => {
-    folders = await tinyFolders(tmp());
+    folders = await sharedFolders();
   }, 120_000);
 
   it('serves pipeline.json and exactly the files it hashes, after checking their sha256', async () => {
@@ -262,7 +262,7 @@ describe('serve-web --pipeline with a pipeline folder', () => {
 describe.skipIf(!chrome.path)(`a pipeline folder in headless Chromium (${chrome.why})`, () => {
   let folders: Awaited<ReturnType<typeof tinyFolders>>;
   beforeAll(async () => {
-    folders = await tinyFolders(tmp());
+    folders = await sharedFolders();
   }, 120_000);
 
   async function runPage(dir: string, query: string) {

@@ -46,14 +46,19 @@ export async function loadFolder(fetchFile: Fetcher, providers: string[], onFile
       `pipeline '${json.name}' has no VLM (pipeline.json parts.vlm is null): the page turns prompts into conditions with the pipeline's VLM package; assemble it with --vlm DIR (or use \`unifusion sample --condition FILE\` in Node)`,
     );
   const names = Object.keys(json.files).sort();
-  const entries: [string, Uint8Array][] = [[`${MOUNT}/${PIPELINE_FILE}`, jsonBytes]];
-  let bytes = jsonBytes.byteLength;
-  for (const [i, name] of names.entries()) {
-    const b = await fetchFile(name);
-    entries.push([`${MOUNT}/${name}`, b]);
-    bytes += b.byteLength;
-    onFile?.(i + 1, names.length, name);
-  }
+  // a few requests at a time: small files do not wait behind the weights
+  const got = new Map<string, Uint8Array>();
+  let next = 0;
+  const worker = async () => {
+    while (next < names.length) {
+      const name = names[next++]!;
+      got.set(name, await fetchFile(name));
+      onFile?.(got.size, names.length, name);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(4, names.length) }, worker));
+  const entries: [string, Uint8Array][] = [[`${MOUNT}/${PIPELINE_FILE}`, jsonBytes], ...names.map((n): [string, Uint8Array] => [`${MOUNT}/${n}`, got.get(n)!])];
+  const bytes = entries.reduce((a, [, b]) => a + b.byteLength, 0);
   mount(entries);
   const pipeline = await Pipeline.load(MOUNT, { verify: false });
   // open the VLM now, so a broken package is a load error, not a first-run one
