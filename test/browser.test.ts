@@ -224,6 +224,10 @@ async function tinyFolders(dir: string): Promise<{ pipe: string; noVlm: string; 
   return { pipe: p('pipe'), noVlm: p('pipe-novlm'), vaeRewrite: p('pipe-vae-rw') };
 }
 
+// built once for both describes below
+let foldersOnce: ReturnType<typeof tinyFolders> | undefined;
+const sharedFolders = () => (foldersOnce ??= tinyFolders(tmp()));
+
 describe('serve-web --pipeline with a pipeline folder', () => {
   let folders: Awaited<ReturnType<typeof tinyFolders>>;
   beforeAll(async () => {
