@@ -156,7 +156,7 @@ export async function main(argv: string[]): Promise<void> {
   program
     .command('serve-web')
     .description('serve the browser page (examples/web: onnxruntime-web, wasm or WebGPU) for a compiled pipeline on localhost')
-    .option('--pipeline <dir>', "a 'compile' output folder of a denoiser step (default: the built-in tiny DiT step, compiled in memory)")
+    .option('--pipeline <dir>', "a pipeline folder (pipeline.json, `unifusion assemble`) or a 'compile' output folder of a denoiser step (default: the built-in tiny DiT step, compiled in memory)")
     .option('--port <n>', 'port (0: any free one)', '8080')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .addHelpText('after', examples('unifusion serve-web', 'unifusion compile examples/web/tiny-pipeline.ts --out out/web && unifusion serve-web --pipeline out/web --port 0'))

@@ -10,9 +10,14 @@ import { encodeModel } from '../../codegen/onnx/proto.ts';
 import { checkDenoiserManifest, type DenoiserInfo, type DenoiserManifest } from '../../examples/web/pipeline.ts';
 import tinyPipeline from '../../examples/web/tiny-pipeline.ts';
 import { CODE_ROOT, FROM_BUILD } from '../layout.ts';
+import { parsePipelineJson, PIPELINE_FILE, verifyPipelineFiles, type PipelineJson } from '../../runtime/pipeline/format.ts';
 import { bundleWebPage, type PageFile } from './bundle.ts';
 
-export interface PipelineSource {
+/** A compiled denoiser step (examples/web/pipeline.ts) or a pipeline.json folder (examples/web/folder.ts). */
+export type PipelineSource = StepSource | FolderSource;
+
+export interface StepSource {
+  kind: 'step';
   /** what to print: the folder, or the built-in graph */
   label: string;
   manifest: DenoiserManifest;
@@ -20,14 +25,51 @@ export interface PipelineSource {
   files: Map<string, PageFile>;
 }
 
-/** A `compile` output folder that meets the page's denoiser contract. */
+export interface FolderSource {
+  kind: 'folder';
+  label: string;
+  json: PipelineJson;
+  /** pipeline.json and every file it lists, by their '/'-separated names */
+  files: Map<string, PageFile>;
+}
+
+/**
+ * `--pipeline DIR`: a pipeline folder (pipeline.json, `unifusion assemble`; every part's sha256 is
+ * checked here, once, so the page loads without hashing), else a `compile` output folder that
+ * meets the page's denoiser contract.
+ */
 export async function pipelineFromDir(dir: string): Promise<PipelineSource> {
+  if (await fs.stat(path.join(dir, PIPELINE_FILE)).then((s) => s.isFile(), () => false)) return pipelineFolder(dir);
+  return stepFromDir(dir);
+}
+
+async function pipelineFolder(dir: string): Promise<FolderSource> {
+  const file = path.join(dir, PIPELINE_FILE);
+  const bytes = await fs.readFile(file);
+  const json = parsePipelineJson(bytes.toString('utf8'), file);
+  await verifyPipelineFiles(dir, json, { hashes: true });
+  const files = new Map<string, PageFile>([[PIPELINE_FILE, { bytes: new Uint8Array(bytes) }]]);
+  // the names pipeline.json hashes (verifyPipelineFiles found each a file in the folder), no others
+  const root = await fs.realpath(dir);
+  for (const name of Object.keys(json.files)) {
+    if (name.split('/').some((s) => s === '' || s === '.' || s === '..') || path.isAbsolute(name)) throw new Error(`${file}: file name '${name}' must be a relative path inside the folder`);
+    const abs = path.join(dir, ...name.split('/'));
+    // a link out of the folder would serve whatever it points at
+    const real = await fs.realpath(abs);
+    if (real !== root && !real.startsWith(root + path.sep)) throw new Error(`${file}: '${name}' resolves outside the pipeline folder (${real}); serve-web serves only the folder's own files`);
+    files.set(name, { file: abs });
+  }
+  return { kind: 'folder', label: dir, json, files };
+}
+
+/** A `compile` output folder that meets the page's denoiser contract. */
+async function stepFromDir(dir: string): Promise<StepSource> {
   const manifestPath = path.join(dir, 'manifest.json');
   let text: string;
   try {
     text = await fs.readFile(manifestPath, 'utf8');
   } catch {
-    throw new Error(`--pipeline '${dir}': no readable manifest.json (give a folder written by 'unifusion compile', e.g. of examples/web/tiny-pipeline.ts)`);
+    throw new Error(`--pipeline '${dir}': neither a pipeline.json (a pipeline folder, \`unifusion assemble\`) nor a readable manifest.json (a folder written by 'unifusion compile', e.g. of examples/web/tiny-pipeline.ts)`);
   }
   let manifest: DenoiserManifest;
   try {
@@ -45,18 +87,18 @@ export async function pipelineFromDir(dir: string): Promise<PipelineSource> {
     if (!st?.isFile()) throw new Error(`${manifestPath} names '${name}', which is not a file in '${dir}'`);
     files.set(name, { file });
   }
-  return { label: dir, manifest, info, files };
+  return { kind: 'step', label: dir, manifest, info, files };
 }
 
 /** The built-in pipeline: examples/web/tiny-pipeline.ts compiled in memory. */
-export function builtinPipeline(): PipelineSource {
+export function builtinPipeline(): StepSource {
   const compiled = compileGraph(tinyPipeline.trace(), { weights: 'embed', preset: tinyPipeline.defaultPreset });
   const manifest = compiled.manifest as DenoiserManifest;
   const files = new Map<string, PageFile>([
     ['manifest.json', { bytes: new TextEncoder().encode(JSON.stringify(compiled.manifest, null, 2) + '\n') }],
     [manifest.onnx, { bytes: encodeModel(compiled.emitted.model) }],
   ]);
-  return { label: `built-in ${manifest.name} (examples/web/tiny-pipeline.ts)`, manifest, info: checkDenoiserManifest(manifest), files };
+  return { kind: 'step', label: `built-in ${manifest.name} (examples/web/tiny-pipeline.ts)`, manifest, info: checkDenoiserManifest(manifest), files };
 }
 
 /** The page's files: dist/web when running from the build, else bundled now from examples/web. */
