@@ -37,11 +37,19 @@ export interface DemoOptions {
   progress?: boolean;
   /** write into a folder that holds files the demo did not write (they are kept) */
   force?: boolean;
+  /** first retrain the whole pipeline from scratch (examples/shapes/train-pipeline.ts) into trainOut */
+  train?: boolean;
+  /** where --train puts its work folders, pipeline/ and pipeline-training/ (a new or empty folder) */
+  trainOut?: string;
+  /** --train: the recipe's sizes (default: the shipped pipeline's) */
+  recipe?: Partial<import('../../examples/shapes/train-pipeline.ts').PipelineRecipe>;
 }
 
 export interface DemoResult extends EvalResult {
   out: string;
   files: string[];
+  /** --train: seconds per training stage */
+  trainSeconds?: Record<string, number>;
 }
 
 export interface Recipe extends TrainRows {
@@ -72,15 +80,24 @@ export async function demoCommand(opts: DemoOptions): Promise<DemoResult> {
   const steps = opts.steps === undefined ? undefined : int('--steps', opts.steps, 0, 1);
   const guidance = opts.guidance === undefined ? undefined : Number(opts.guidance);
   if (guidance !== undefined && !(Number.isFinite(guidance) && guidance >= 0)) throw new UsageError(`demo: --guidance must be a non-negative number, got ${opts.guidance}`);
-  const pipeline = opts.pipeline ?? SHIPPED_PIPELINE;
-  const training = opts.training ?? (opts.pipeline ? path.join(path.dirname(path.resolve(opts.pipeline)), 'pipeline-training') : SHIPPED_TRAINING);
+  const say = (s: string) => {
+    if (!opts.quiet) process.stdout.write(s + '\n');
+  };
+  let trained: { pipeline: string; training: string; seconds: Record<string, number> } | undefined;
+  if (opts.train) {
+    if (opts.pipeline) throw new UsageError('demo: --train makes its own pipeline; give --train-out, not --pipeline');
+    await preflightOutputDir({ out: opts.out, force: opts.force, command: 'demo' });
+    const { trainPipeline, SHIPPED_RECIPE } = await import('../../examples/shapes/train-pipeline.ts');
+    const trainOut = opts.trainOut ?? 'out/shapes-train';
+    trained = await trainPipeline(trainOut, { ...SHIPPED_RECIPE, ...opts.recipe }, say);
+    say(`[train] the whole pipeline in ${Object.values(trained.seconds).reduce((a, b) => a + b, 0).toFixed(0)} s -> ${trained.pipeline}`);
+  }
+  const pipeline = trained?.pipeline ?? opts.pipeline ?? SHIPPED_PIPELINE;
+  const training = trained?.training ?? opts.training ?? (opts.pipeline ? path.join(path.dirname(path.resolve(opts.pipeline)), 'pipeline-training') : SHIPPED_TRAINING);
   if (!fs.existsSync(path.join(pipeline, 'pipeline.json'))) throw new UsageError(`demo: --pipeline '${pipeline}' has no pipeline.json (train one with \`unifusion demo --train\`)`);
   const recipe = readRecipe(training);
   const target: OutputTarget = { out: opts.out, force: opts.force, command: 'demo', inputs: [{ path: pipeline, what: '--pipeline' }, { path: training, what: '--training' }] };
   await preflightOutputDir(target);
-  const say = (s: string) => {
-    if (!opts.quiet) process.stdout.write(s + '\n');
-  };
   const progress = opts.progress ?? (opts.quiet ? false : undefined);
 
   const items = evalItems(sizes, trainingSceneKeys(recipe));
@@ -105,5 +122,5 @@ export async function demoCommand(opts: DemoOptions): Promise<DemoResult> {
   say(`report: ${path.join(path.relative(process.cwd(), written.dir) || '.', 'report.html')} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   // the last line
   if (!opts.quiet) process.stdout.write(`prompt adherence: ${(100 * ev.adherence).toFixed(1)}%\n`);
-  return { ...ev, out: written.dir, files: written.files };
+  return { ...ev, out: written.dir, files: written.files, ...(trained ? { trainSeconds: trained.seconds } : {}) };
 }
