@@ -18,6 +18,8 @@ import { CATEGORIES, type Category, type EvalItem } from './sets.ts';
 export interface SampleOptions {
   steps?: number;
   guidance?: number;
+  /** static shift of the sigma schedule (default: the pipeline's) */
+  shift?: number;
   /** images per DiT call (cond + uncond count as one) */
   batch?: number;
   /** prompts per VLM call */
@@ -102,7 +104,7 @@ export async function evaluatePipeline(dir: string, items: readonly EvalItem[], 
       const n = Math.min(B, items.length - s);
       const cond = concatConditions(conds.slice(s, s + n), pipe.seqAxes);
       // generate() seeds image k with seed + k: one call per chunk keeps item k at seedOf(k)
-      const r = await pipe.generate({ prompts: items.slice(s, s + n).map((it) => it.prompt), conditions: cond, rewrite: false, seed: seedOf(s), steps: o.steps, guidance: o.guidance, progress: false });
+      const r = await pipe.generate({ prompts: items.slice(s, s + n).map((it) => it.prompt), conditions: cond, rewrite: false, seed: seedOf(s), steps: o.steps, guidance: o.guidance, shift: o.shift, progress: false });
       r.images.forEach((g, j) => (images[s + j] = { width: g.image.width, height: g.image.height, data: new Uint8Array(g.image.data.buffer, g.image.data.byteOffset, g.image.data.length) }));
       sbar?.tick();
     }
