@@ -133,12 +133,12 @@ export async function encodeDataset(ds: Dataset, o: EncodeOptions): Promise<Enco
   // 3. conditions: one per distinct request
   const reqs: ConditionRequest[] = [];
   const reqIndex = new Map<string, number>();
-  const want = (prompt: string, ims: string[]) => {
-    const key = JSON.stringify([prompt, ims]);
+  const want = (prompt: string, ims: string[], answer?: string) => {
+    const key = JSON.stringify([prompt, ims, answer ?? null]);
     let i = reqIndex.get(key);
     if (i === undefined) {
       reqIndex.set(key, (i = reqs.length));
-      reqs.push(ims.length ? { prompt, images: ims.map((p) => images.get(p)!) } : { prompt });
+      reqs.push({ prompt, ...(ims.length ? { images: ims.map((p) => images.get(p)!) } : {}), ...(answer !== undefined ? { answer } : {}) });
     }
     return i;
   };
@@ -149,23 +149,28 @@ export async function encodeDataset(ds: Dataset, o: EncodeOptions): Promise<Enco
     if (r.kind === 'image') {
       const abs = resolveImage(ds.dir, r.image), li = latentIndex.get(abs)!, bucket = latents[li]!.bucket;
       if (tasks.has('t2i')) {
-        const ci = want(r.caption, []);
+        const ci = want(r.caption, [], r.answer);
         examples.push({ task: 't2i', condition: ci, latent: li, bucket, row: r });
         if (!captions.some((c) => c.condition === ci)) captions.push({ text: r.caption, condition: ci });
       }
       if (tasks.has('recon')) examples.push({ task: 'recon', condition: want('', [abs]), latent: li, bucket, row: r });
     } else if (tasks.has('edit')) {
       const abs = resolveImage(ds.dir, r.target), li = latentIndex.get(abs)!;
-      examples.push({ task: 'edit', condition: want(r.instruction, r.sources.map((s) => resolveImage(ds.dir, s))), latent: li, bucket: latents[li]!.bucket, row: r });
+      examples.push({ task: 'edit', condition: want(r.instruction, r.sources.map((s) => resolveImage(ds.dir, s)), r.answer), latent: li, bucket: latents[li]!.bucket, row: r });
     }
   }
   const copts: ConditionOptions = { rewrite: false, ...o.condition };
-  const conditions: Condition[] = [];
+  const conditions: Condition[] = new Array(reqs.length);
   const batch = o.batch ?? 16;
-  for (let from = 0; from < reqs.length; from += batch) {
-    const part = reqs.slice(from, from + batch);
-    const r = await o.encoder.condition(part, copts);
-    for (let k = 0; k < part.length; k++) conditions.push(trimCondition(sliceRows(r.tensors, k, k + 1), o.seqAxes));
+  // rows with an answer are teacher-forced rewrites (rewrite on); the rest use the options as given
+  for (const forced of [false, true]) {
+    const idx = reqs.map((_, i) => i).filter((i) => (reqs[i]!.answer !== undefined) === forced);
+    for (let from = 0; from < idx.length; from += batch) {
+      const part = idx.slice(from, from + batch);
+      // the system prompt is VERIFI's: it goes with rewriting only (as the pipeline applies it)
+      const r = await o.encoder.condition(part.map((i) => reqs[i]!), forced || copts.rewrite ? { ...copts, rewrite: true } : { ...copts, systemPrompt: undefined });
+      part.forEach((i, k) => (conditions[i] = trimCondition(sliceRows(r.tensors, k, k + 1), o.seqAxes)));
+    }
   }
   const nul = await o.encoder.condition([{ prompt: '' }], { ...copts, rewrite: false });
   log(`encoded ${reqs.length} distinct condition(s) and the dropped (empty-prompt) condition`);

@@ -1,6 +1,9 @@
 // Image datasets as a folder of JSONL files, one example per line:
 //   text-to-image  {"image": "cat.png", "caption": "a cat on a mat"}
 //   editing        {"source": "a.png" | "sources": ["a.png", "b.png"], "instruction": "make it red", "target": "b.png"}
+// Either kind may carry "answer": the VLM's answer (the target image's description, e.g. the
+// canonical caption) to teacher-force, so that training conditions are those of inference-time
+// VERIFI rewriting that produced this answer (runtime/vlm condition() with an answer).
 // Paths are relative to the dataset folder (absolute ones are taken as they are). Every image row
 // also serves the reconstruction task (the image in the VLM prompt, no text, the image as target).
 // Invalid rows are reported with file and line, then skipped or fatal (the caller's choice).
@@ -11,6 +14,8 @@ export interface ImageRow {
   kind: 'image';
   image: string;
   caption: string;
+  /** the VLM's answer to teacher-force (rewrite conditions) */
+  answer?: string;
   file: string;
   line: number;
 }
@@ -20,6 +25,8 @@ export interface EditRow {
   sources: string[];
   instruction: string;
   target: string;
+  /** the VLM's answer to teacher-force (rewrite conditions) */
+  answer?: string;
   file: string;
   line: number;
 }
@@ -68,6 +75,8 @@ export function parseRow(text: string, file: string, line: number): DatasetRow |
   }
   if (typeof j !== 'object' || j === null || Array.isArray(j)) return 'a row must be a JSON object';
   const o = j as Record<string, unknown>;
+  if ('answer' in o && !isStr(o.answer)) return "'answer' (the VLM's answer to teacher-force) must be a string";
+  const answer = isStr(o.answer) ? { answer: o.answer } : {};
   const hasEdit = 'target' in o || 'instruction' in o || 'source' in o || 'sources' in o;
   if (hasEdit) {
     if ('image' in o) return "a row is either {image, caption} or {source(s), instruction, target}, not both";
@@ -77,12 +86,12 @@ export function parseRow(text: string, file: string, line: number): DatasetRow |
     if (!sources.every((s) => isStr(s) && s !== '')) return "'sources' must be non-empty path strings";
     if (!isStr(o.instruction)) return "an edit row needs 'instruction' (a string)";
     if (!isStr(o.target) || o.target === '') return "an edit row needs 'target' (an image path)";
-    return { kind: 'edit', sources: sources as string[], instruction: o.instruction, target: o.target, file, line };
+    return { kind: 'edit', sources: sources as string[], instruction: o.instruction, target: o.target, ...answer, file, line };
   }
   if (!('image' in o)) return "a row needs 'image' and 'caption' (text-to-image) or 'source(s)', 'instruction' and 'target' (editing)";
   if (!isStr(o.image) || o.image === '') return "'image' must be a non-empty path string";
   if (!isStr(o.caption)) return "'caption' must be a string";
-  return { kind: 'image', image: o.image, caption: o.caption, file, line };
+  return { kind: 'image', image: o.image, caption: o.caption, ...answer, file, line };
 }
 
 /** The images a row reads. */

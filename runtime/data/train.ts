@@ -22,7 +22,7 @@ import { Session } from '../session.ts';
 import { warmupCosine } from '../schedule.ts';
 import { encodePng, imageGrid } from '../images/png.ts';
 import { Pipeline } from '../pipeline/pipeline.ts';
-import type { PromptEncoder, SeqAxes } from '../pipeline/condition.ts';
+import type { ConditionOptions, PromptEncoder, SeqAxes } from '../pipeline/condition.ts';
 import { PIPELINE_FORMAT, PIPELINE_VERSION, sha256File, type PipelineJson } from '../pipeline/format.ts';
 import type { LatentCodec } from '../pipeline/latent.ts';
 import { RUN_MODEL_FILE, type RunModel } from '../pipeline/assemble.ts';
@@ -40,6 +40,8 @@ export interface ImageTrainOptions {
   out: string;
   resume?: boolean;
   encoder: PromptEncoder;
+  /** prompt encoding options (default: no rewriting; rows with an answer are teacher-forced rewrites); the system prompt is recorded for assembly */
+  condition?: Partial<ConditionOptions>;
   codec: LatentCodec;
   /**
    * Identity of the encoder (e.g. the sha256 of the VLM package or conditions file): with it, the
@@ -122,7 +124,7 @@ export async function trainOnImages(o: ImageTrainOptions): Promise<ImageTrainRes
     encoded = c && deserializeEncoded(c.tensors, c.metadata, ds, fingerprint);
     if (encoded) log(`reusing the encoded dataset in ${CACHE_FILE}`);
   }
-  encoded ??= await encodeDataset(ds, { encoder: o.encoder, codec: o.codec, buckets, seqAxes, invalid: o.invalid, log, tasks });
+  encoded ??= await encodeDataset(ds, { encoder: o.encoder, condition: o.condition, codec: o.codec, buckets, seqAxes, invalid: o.invalid, log, tasks });
   if (encoded.skipped.length) log(`skipped ${encoded.skipped.length} row(s) with unreadable images:\n${problemList(encoded.skipped)}`);
   log(`dataset: ${ds.rows.length} row(s) -> ${encoded.examples.length} example(s) (${(['t2i', 'recon', 'edit'] as Task[]).map((t) => `${encoded.examples.filter((e) => e.task === t).length} ${t}`).join(', ')}), encoded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
@@ -164,6 +166,7 @@ export async function trainOnImages(o: ImageTrainOptions): Promise<ImageTrainRes
       latent: fmt,
       size: o.size,
       nullCondition: 'null_condition.safetensors',
+      ...(o.condition?.systemPrompt !== undefined ? { systemPrompt: o.condition.systemPrompt } : {}),
       ...(o.vaeDecoder ? { vaeDecoderSha256: await sha256File(o.vaeDecoder) } : {}),
     };
     await write('null_condition.safetensors', serializeSafetensors(encoded.nullCondition, { what: 'the dropped condition (the empty prompt), used for condition dropout and CFG' }));

@@ -217,6 +217,17 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
       throw new PipelineError(`--null-condition '${ncFile}': ${(e as Error).message}`);
     }
     checkCondition(nullCondition, condInputs, `--null-condition '${ncFile}'`);
+  } else if (o.vlm) {
+    // the dropped condition is the empty prompt's, as the VLM encodes it (what training drops to)
+    const { VlmPackage } = await import('../vlm/index.ts');
+    const vlm = await VlmPackage.load(o.vlm);
+    try {
+      nullCondition = (await vlm.condition([{ prompt: '' }], { rewrite: false })).tensors;
+    } finally {
+      await vlm.close();
+    }
+    checkCondition(nullCondition, condInputs, `--vlm '${o.vlm}': the empty prompt's condition`);
+    log("dropped condition for CFG: the empty prompt's, encoded by the VLM");
   } else log('no dropped condition given: CFG will need --true-cfg (the empty prompt encoded by the VLM)');
 
   const dyn: DynamicShift | undefined = o.scheduler?.dynamicShift;

@@ -13,12 +13,20 @@ export interface ConditionRequest {
   prompt: string;
   /** images in the VLM prompt (editing, multi-reference, reconstruction) */
   images?: RgbImage[];
+  /** with rewrite: teacher forcing, the VLM's answer to condition on instead of generating one (runtime/vlm) */
+  answer?: string;
+  /** the answer as token ids; exclusive with answer */
+  answerIds?: number[];
 }
 
 export interface ConditionOptions {
   /** VERIFI: let the VLM rewrite the prompt, condition on the generated tokens */
   rewrite: boolean;
   systemPrompt?: string;
+  /** without rewrite: keep the chat template's fixed prefix / suffix tokens (pipeline.json dropTemplate: false) */
+  keepTemplate?: boolean;
+  /** prompts per VLM batch (runtime/vlm condition() chunks) */
+  batchSize?: number;
   maxNewTokens?: number;
   temperature?: number;
   topP?: number;

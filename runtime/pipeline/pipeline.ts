@@ -202,11 +202,18 @@ export class Pipeline {
     return s;
   }
 
-  /** The encoder in use (the caller's, else the pipeline's VLM). */
-  private encoder(): PromptEncoder {
-    if (this.opts.encoder) return this.opts.encoder;
-    if (!this.json.parts.vlm) throw new PipelineError(`pipeline '${this.dir}' has no VLM: give the conditions (e.g. --condition FILE.safetensors, or an encoder in the library API)`);
-    throw new PipelineError(`pipeline '${this.dir}': prompts need the VLM runtime (runtime/vlm), which this build does not have yet; give precomputed conditions instead (--condition FILE.safetensors)`);
+  private vlm: Promise<PromptEncoder> | undefined;
+
+  /**
+   * The encoder in use: the caller's, else the pipeline's VLM package (runtime/vlm's VlmPackage,
+   * loaded once on first use with this pipeline's device and threads; closed by close()).
+   */
+  encoder(): Promise<PromptEncoder> {
+    if (this.opts.encoder) return Promise.resolve(this.opts.encoder);
+    const v = this.json.parts.vlm;
+    if (!v) return Promise.reject(new PipelineError(`pipeline '${this.dir}' has no VLM: give the conditions (e.g. --condition FILE.safetensors, or an encoder in the library API)`));
+    this.vlm ??= import('../vlm/index.ts').then(({ VlmPackage }) => VlmPackage.load(path.join(this.dir, ...v.dir.split('/')), { device: this.opts.device, intraOpThreads: this.opts.intraOpThreads }));
+    return this.vlm;
   }
 
   /**
@@ -251,7 +258,7 @@ export class Pipeline {
       if (n !== reqs.length) throw new ConditionError(`conditions have ${n} rows for ${reqs.length} prompt(s)`);
       return { cond: given, rewritten: reqs.map(() => undefined), rewriteMs: 0, encodeMs: performance.now() - t0 };
     }
-    const r = await this.encoder().condition(reqs, opts);
+    const r = await (await this.encoder()).condition(reqs, opts);
     const ms = performance.now() - t0;
     const n = checkCondition(r.tensors, this.conditionInputs, 'the encoder\'s condition');
     if (n !== reqs.length) throw new ConditionError(`the encoder returned ${n} condition rows for ${reqs.length} prompt(s)`);
@@ -290,7 +297,10 @@ export class Pipeline {
 
     // conditions: one row per prompt, then one per image
     const rewrite = req.rewrite ?? j.conditioning.rewrite;
-    const copts: ConditionOptions = { ...req.vlm, rewrite, systemPrompt: req.systemPrompt ?? j.conditioning.systemPrompt };
+    // dropTemplate (pipeline.json) = the template's fixed tokens left out of no-rewrite conditions, as in training
+    // the pipeline's system prompt is VERIFI's (rewriting); a plain prompt is encoded without it
+    // unless the caller gives one explicitly
+    const copts: ConditionOptions = { keepTemplate: !j.conditioning.dropTemplate, ...req.vlm, rewrite, systemPrompt: req.systemPrompt ?? (rewrite ? j.conditioning.systemPrompt : undefined) };
     const timings: Timings = { rewriteMs: 0, encodeMs: 0, denoiseMs: 0, decodeMs: 0 };
     const c = await this.conditions(reqs, copts, req.conditions);
     timings.rewriteMs += c.rewriteMs;
@@ -301,9 +311,13 @@ export class Pipeline {
     const trueCfg = req.trueCfg ?? req.negativePrompt !== undefined;
     if (g.scale !== 1) {
       if (trueCfg) {
-        const u = await this.conditions([{ prompt: req.negativePrompt ?? '' }], { ...copts, rewrite: false });
+        // edits: the negative prompt goes in *with* each prompt's source images (their content is
+        // not what guidance should push away from); text-to-image: one negative row for all
+        const withImages = reqs.some((r) => r.images?.length);
+        const negs: ConditionRequest[] = withImages ? reqs.map((r) => ({ prompt: req.negativePrompt ?? '', ...(r.images?.length ? { images: r.images } : {}) })) : [{ prompt: req.negativePrompt ?? '' }];
+        const u = await this.conditions(negs, { ...copts, rewrite: false }, undefined);
         timings.encodeMs += u.encodeMs;
-        uncondRows = repeatRows(u.cond, N);
+        uncondRows = withImages ? repeatRows(u.cond, numImages) : repeatRows(u.cond, N);
       } else {
         if (!this.nullCondition)
           throw new PipelineError(`pipeline '${this.dir}' stores no dropped condition for CFG (conditioning.nullCondition); use --true-cfg (encode the empty or negative prompt) or --guidance 1`);
@@ -400,6 +414,9 @@ export class Pipeline {
     this.sessions.clear();
     await this.codec.close();
     await this.opts.encoder?.close?.();
+    const vlm = this.vlm;
+    this.vlm = undefined;
+    if (vlm) await (await vlm.catch(() => undefined))?.close?.();
   }
 }
 

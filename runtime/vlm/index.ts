@@ -52,6 +52,15 @@ export interface Request {
   prompt: string;
   /** image files, or decoded 8-bit RGB images ({ width, height, data }), in prompt order (InternVL) */
   images?: (string | RgbImage)[];
+  /**
+   * condition() with rewrite only: teacher forcing. The VLM's answer to use instead of generating
+   * one; the condition is that of a rewrite that produced exactly these tokens (taps of one pass
+   * over [prompt; answer tokens], the answer tokens + image tokens selected). Training uses it to
+   * get inference-time conditions for known target prompts without decoding.
+   */
+  answer?: string;
+  /** the answer as token ids (e.g. a previous generation's generatedIds); exclusive with answer */
+  answerIds?: number[];
 }
 
 export interface GenerationSettings {
@@ -79,6 +88,12 @@ export interface ConditionOptions extends GenerationSettings {
   tapsFrom?: 'decode' | 'final-pass';
   /** without rewrite: keep the template's fixed prefix / suffix tokens in the condition */
   keepTemplate?: boolean;
+  /**
+   * requests per VLM batch: hundreds of prompts go through in chunks of this many (each chunk
+   * padded to its own longest row), merged into one result. Greedy results do not depend on it;
+   * sampled ones do unless `seeds` are given (a row's default stream is its place in the chunk).
+   */
+  batchSize?: number;
 }
 
 export interface ConditionResult {
@@ -87,7 +102,8 @@ export interface ConditionResult {
   lengths: number[];
   promptIds: number[][];
   generatedIds: number[][];
-  finish: (FinishReason | 'empty' | 'prefill')[];
+  /** 'forced': the request's answer was teacher-forced */
+  finish: (FinishReason | 'empty' | 'prefill' | 'forced')[];
 }
 
 interface GenerationConfig {
@@ -148,8 +164,14 @@ export class VlmPackage {
     const tiling = { minNum: 1, maxNum: 12, thumbnail: true };
     if (config.internvl) {
       spec = internvlImageTokens(tokenizer, config.internvl.imageTokenId);
-      const pp = readJsonIf(path.join(dir, 'preprocessor_config.json'));
+      const ppFile = path.join(dir, 'preprocessor_config.json');
+      const pp = readJsonIf(ppFile);
       if (pp) {
+        // the vision graph is built for config.json's tile size; a processor resizing to another would feed it wrong shapes
+        const sz = pp.size as { height?: unknown; width?: unknown } | number | undefined;
+        const sides = typeof sz === 'number' ? [sz, sz] : sz && typeof sz === 'object' ? [sz.height, sz.width].filter((v) => v !== undefined) : [];
+        const tile = config.internvl.vision.imageSize;
+        for (const v of sides) if (v !== tile) throw new VlmError(`${ppFile}: size ${JSON.stringify(pp.size)} differs from the vision tower's image_size ${tile} (config.json vision_config)`);
         if (Number.isInteger(pp.min_patches)) tiling.minNum = pp.min_patches as number;
         if (Number.isInteger(pp.max_patches)) tiling.maxNum = pp.max_patches as number;
         if (typeof pp.crop_to_patches === 'boolean' && !pp.crop_to_patches) tiling.maxNum = tiling.minNum = 1;
@@ -199,6 +221,24 @@ export class VlmPackage {
     let o = 0;
     for (const c of chunks) data.set(c, o), (o += c.length);
     return { features: { dtype: 'f32', shape: [n / this.hidden, this.hidden], data }, perRow };
+  }
+
+  /** The image features of some rows of a batch (rows' images in order), for a sub-batch. */
+  private rowFeatures(features: HostTensor | undefined, perRow: number[][], rows: readonly number[]): HostTensor | undefined {
+    if (!features) return undefined;
+    const H = this.hidden, starts: number[] = [];
+    let at = 0;
+    for (const r of perRow) starts.push(at), (at += r.reduce((a, n) => a + n, 0));
+    const n = rows.reduce((a, j) => a + perRow[j]!.reduce((x, y) => x + y, 0), 0);
+    if (n === 0) return undefined;
+    const src = features.data as Float32Array, data = new Float32Array(n * H);
+    let o = 0;
+    for (const j of rows) {
+      const len = perRow[j]!.reduce((x, y) => x + y, 0) * H;
+      data.set(src.subarray(starts[j]! * H, starts[j]! * H + len), o);
+      o += len;
+    }
+    return { dtype: 'f32', shape: [n, H], data };
   }
 
   private prompt(req: Request, images: number[], system: string | undefined, vars: Record<string, unknown> | undefined): Prompt {
@@ -283,6 +323,19 @@ export class VlmPackage {
   /** The UniFusion condition for a batch of requests (module header). */
   async condition(reqs: readonly Request[], o: ConditionOptions): Promise<ConditionResult> {
     if (typeof o?.rewrite !== 'boolean') throw new VlmError('condition(): options.rewrite must be true or false');
+    if (o.batchSize !== undefined) {
+      const n = o.batchSize;
+      if (!Number.isSafeInteger(n) || n < 1) throw new VlmError(`batch size must be an integer >= 1, got ${JSON.stringify(n)}`);
+      if (o.seeds && o.seeds.length !== reqs.length) throw new VlmError(`${o.seeds.length} seeds for ${reqs.length} requests`);
+      if (reqs.length > n) {
+        const parts: ConditionResult[] = [];
+        for (let from = 0; from < reqs.length; from += n) {
+          const onToken = o.onToken;
+          parts.push(await this.condition(reqs.slice(from, from + n), { ...o, batchSize: undefined, seeds: o.seeds?.slice(from, from + n), onToken: onToken && ((row, t) => onToken(from + row, t)) }));
+        }
+        return mergeConditions(parts);
+      }
+    }
     if (this.taps.length === 0) throw new VlmError(`${this.dir}: the generation graph outputs no hidden-state taps (import with --taps)`);
     const empty = reqs.map((r) => r.prompt.trim() === '' && !r.images?.length);
     const live = reqs.map((_, b) => b).filter((b) => !empty[b]);
@@ -291,8 +344,22 @@ export class VlmPackage {
     const system = o.rewrite ? (o.systemPrompt ?? DEFAULT_SYSTEM_PROMPT) : o.systemPrompt;
     const { features, perRow } = await this.imageFeatures(liveReqs);
     const built = liveReqs.map((r, j) => this.prompt(r, perRow[j]!, system, o.templateVars));
-    const max = o.rewrite ? this.maxNew(o, Math.max(0, ...built.map((p) => p.ids.length))) : 0;
-    const prompts = built.map((p, j) => this.fit(p, max, o.truncate, live[j]!));
+    // teacher-forced rows: their answer's tokens, as generated tokens would be (no specials)
+    const answers = liveReqs.map((r, j) => {
+      if (r.answer === undefined && r.answerIds === undefined) return undefined;
+      if (!o.rewrite) throw new VlmError(`request ${live[j]} gives an answer: teacher forcing is a rewrite's condition (pass rewrite: true)`);
+      if (r.answer !== undefined && r.answerIds !== undefined) throw new VlmError(`request ${live[j]}: give answer or answerIds, not both`);
+      if (r.answerIds !== undefined) {
+        const bad = r.answerIds.find((t) => !(Number.isInteger(t) && t >= 0 && t < this.config.text.vocab));
+        if (bad !== undefined) throw new VlmError(`request ${live[j]}: answer token id ${bad} is outside the vocabulary 0..${this.config.text.vocab - 1}`);
+        return [...r.answerIds];
+      }
+      if (typeof r.answer !== 'string') throw new VlmError(`request ${live[j]}: answer must be a string`);
+      return this.tokenizer.encode(r.answer, { addSpecialTokens: false });
+    });
+    const genRows = live.map((_, j) => j).filter((j) => answers[j] === undefined);
+    const max = o.rewrite && genRows.length ? this.maxNew(o, Math.max(0, ...genRows.map((j) => built[j]!.ids.length))) : 0;
+    const prompts = built.map((p, j) => this.fit(p, answers[j]?.length ?? max, o.truncate, live[j]!));
     const ids = prompts.map((p) => p.ids);
     if (o.seeds && o.seeds.length !== reqs.length) throw new VlmError(`${o.seeds.length} seeds for ${reqs.length} requests`);
     const base = { ...this.generateOptions(o, max, sampling), imageFeatures: features, rowSeeds: o.seeds ? live.map((b) => o.seeds![b]!) : undefined };
@@ -305,23 +372,38 @@ export class VlmPackage {
       if (o.rewrite) {
         const final = o.tapsFrom === 'final-pass';
         if (o.tapsFrom !== undefined && o.tapsFrom !== 'decode' && !final) throw new VlmError(`tapsFrom must be 'decode' or 'final-pass', got ${JSON.stringify(o.tapsFrom)}`);
-        const stream = this.streams(o, live);
-        const r = await generate(this.model(), ids, { ...base, collectTaps: !final, onToken: stream.onToken });
-        stream.flush();
-        let tapRows = r.rows;
-        if (final) {
-          // one pass over [prompt; kept generated tokens]: the same positions, masks and images
-          const full = r.rows.map((row, j) => [...ids[j]!, ...row.tokens.slice(0, row.kept)]);
-          tapRows = (await generate(this.model(), full, { ...base, maxNewTokens: 0, collectTaps: true })).rows;
+        // generated rows (all of them unless some are teacher-forced), then the forced ones
+        const all = genRows.length === live.length;
+        const gIds = all ? ids : genRows.map((j) => ids[j]!);
+        const gBase = all ? base : { ...base, imageFeatures: this.rowFeatures(features, perRow, genRows), rowSeeds: base.rowSeeds && genRows.map((j) => base.rowSeeds![j]!) };
+        const done: { j: number; taps: Map<number, Float32Array[]>; tokens: number[]; finish: ConditionResult['finish'][number] }[] = [];
+        if (genRows.length) {
+          const stream = this.streams(o, genRows.map((j) => live[j]!));
+          const r = await generate(this.model(), gIds, { ...gBase, collectTaps: !final, onToken: stream.onToken });
+          stream.flush();
+          let tapRows = r.rows;
+          if (final) {
+            // one pass over [prompt; kept generated tokens]: the same positions, masks and images
+            const full = r.rows.map((row, k) => [...gIds[k]!, ...row.tokens.slice(0, row.kept)]);
+            tapRows = (await generate(this.model(), full, { ...gBase, maxNewTokens: 0, collectTaps: true })).rows;
+          }
+          genRows.forEach((j, k) => done.push({ j, taps: tapRows[k]!.taps!, tokens: r.rows[k]!.tokens.slice(0, r.rows[k]!.kept), finish: r.rows[k]!.finish }));
         }
-        live.forEach((b, j) => {
-          const row = r.rows[j]!;
-          const P = ids[j]!.length;
-          rows[b] = { taps: tapRows[j]!.taps!, select: [...prompts[j]!.imagePositions, ...Array.from({ length: row.kept }, (_, k) => P + k)] };
-          rewritten[b] = this.tokenizer.decode(row.tokens.slice(0, row.kept), { skipSpecialTokens: true });
-          generatedIds[b] = row.tokens.slice(0, row.kept);
-          finish[b] = row.finish;
-        });
+        const forced = live.map((_, j) => j).filter((j) => answers[j] !== undefined);
+        if (forced.length) {
+          // exactly the final pass a generation of these tokens would get
+          const full = forced.map((j) => [...ids[j]!, ...answers[j]!]);
+          const fBase = { ...base, imageFeatures: forced.length === live.length ? features : this.rowFeatures(features, perRow, forced), rowSeeds: undefined };
+          const r = await generate(this.model(), full, { ...fBase, maxNewTokens: 0, collectTaps: true });
+          forced.forEach((j, k) => done.push({ j, taps: r.rows[k]!.taps!, tokens: answers[j]!, finish: 'forced' }));
+        }
+        for (const d of done) {
+          const b = live[d.j]!, P = ids[d.j]!.length;
+          rows[b] = { taps: d.taps, select: [...prompts[d.j]!.imagePositions, ...Array.from({ length: d.tokens.length }, (_, k) => P + k)] };
+          rewritten[b] = this.tokenizer.decode(d.tokens, { skipSpecialTokens: true });
+          generatedIds[b] = d.tokens;
+          finish[b] = d.finish;
+        }
       } else {
         const r = await generate(this.model(), ids, { ...base, maxNewTokens: 0, collectTaps: true });
         live.forEach((b, j) => {
@@ -342,6 +424,32 @@ export class VlmPackage {
     await this.session.release();
     await this.vision?.release();
   }
+}
+
+/** Results of consecutive request chunks as one: rows concatenated, the token axis padded to the longest (mask false). */
+function mergeConditions(parts: readonly ConditionResult[]): ConditionResult {
+  const tensors: Record<string, HostTensor> = {};
+  const B = parts.reduce((a, p) => a + p.lengths.length, 0);
+  const S = Math.max(1, ...parts.map((p) => p.tensors.condition_mask!.shape[1]!));
+  for (const name of Object.keys(parts[0]!.tensors)) {
+    const t0 = parts[0]!.tensors[name]!;
+    const inner = t0.shape.slice(2).reduce((a, x) => a * x, 1);
+    const data = name === 'condition_mask' ? new Uint8Array(B * S) : new Float32Array(B * S * inner);
+    let row = 0;
+    for (const p of parts) {
+      const t = p.tensors[name]!, s = t.shape[1]!;
+      for (let b = 0; b < t.shape[0]!; b++, row++) (data as Float32Array).set((t.data as Float32Array).subarray(b * s * inner, (b + 1) * s * inner), row * S * inner);
+    }
+    tensors[name] = { dtype: t0.dtype, shape: [B, S, ...t0.shape.slice(2)], data } as HostTensor;
+  }
+  return {
+    tensors,
+    rewritten: parts.flatMap((p) => p.rewritten),
+    lengths: parts.flatMap((p) => p.lengths),
+    promptIds: parts.flatMap((p) => p.promptIds),
+    generatedIds: parts.flatMap((p) => p.generatedIds),
+    finish: parts.flatMap((p) => p.finish),
+  };
 }
 
 function readJsonIf(file: string): Record<string, unknown> | undefined {

@@ -28,6 +28,8 @@ export interface AssembleCommandOptions {
   cfgNorm?: boolean;
   systemPrompt?: string;
   rewrite?: boolean;
+  /** keep the chat template's fixed tokens in no-rewrite conditions (pipeline.json dropTemplate: false) */
+  keepTemplate?: boolean;
   quiet?: boolean;
 }
 
@@ -65,6 +67,7 @@ export async function assembleCommand(o: AssembleCommandOptions): Promise<void> 
     size: parseSize(o.size),
     systemPrompt: o.systemPrompt,
     rewrite: o.rewrite,
+    ...(o.keepTemplate ? { dropTemplate: false } : {}),
     scheduler: { steps: num('--steps', o.steps, true), guidance: num('--guidance', o.guidance, false), sampler: o.sampler as 'euler' | 'heun' | undefined, shift: num('--shift', o.shift, false), dynamicShift: dyn, cfgNorm: o.cfgNorm },
     log: o.quiet ? undefined : (s) => process.stdout.write(`  ${s}\n`),
   });

@@ -38,6 +38,8 @@ export interface SampleCommandOptions {
   initLatents?: string;
   condition?: string;
   batchSize?: string | number;
+  /** prompts per VLM batch */
+  vlmBatch?: string | number;
   device?: string;
   verify?: boolean;
   grid?: boolean;
@@ -152,6 +154,7 @@ export async function sampleCommand(o: SampleCommandOptions, command: 'sample' |
   const numImages = num('--num-images', o.numImages, 'posint');
   const strength = num('--strength', o.strength, 'unit');
   const maxBatch = num('--batch-size', o.batchSize, 'posint');
+  const vlmBatch = num('--vlm-batch', o.vlmBatch, 'posint');
   const size = parseSize(o.size);
   if (shift !== undefined && o.dynamicShift) throw new UsageError('--shift and --dynamic-shift are exclusive');
   if (o.sampler !== undefined && o.sampler !== 'euler' && o.sampler !== 'heun') throw new UsageError(`--sampler must be euler or heun, got '${o.sampler}'`);
@@ -216,6 +219,7 @@ export async function sampleCommand(o: SampleCommandOptions, command: 'sample' |
       height: size?.[1],
       rewrite: o.rewrite,
       systemPrompt: o.systemPrompt,
+      ...(vlmBatch !== undefined ? { vlm: { batchSize: vlmBatch } } : {}),
       initImages: init,
       initLatents,
       strength: init ? (strength ?? 0.8) : undefined,

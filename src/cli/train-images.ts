@@ -16,6 +16,8 @@ export interface TrainImagesOptions {
   preset?: string;
   dataset: string;
   vlm?: string;
+  /** VERIFI system prompt of rewritten (teacher-forced) rows */
+  systemPrompt?: string;
   conditions?: string;
   vae?: string;
   pixelShift?: string;
@@ -93,7 +95,21 @@ export async function trainImagesCommand(file: string, o: TrainImagesOptions): P
     encoder = new CachedPromptEncoder(new Map(prompts.map((p, i) => [p as string, sliceRows(all, i, i + 1)])), `--conditions '${o.conditions}'`);
     encoderId = `conditions sha256 ${await sha256File(o.conditions)}`;
   } else if (o.vlm) {
-    throw new UsageError(`--vlm '${o.vlm}': encoding prompts needs the VLM runtime (runtime/vlm), which this build does not have yet; give precomputed --conditions instead`);
+    // the VLM package encodes every row's request (captions; instruction + source images; the
+    // image alone for reconstruction; teacher-forced answers), the same code path as sampling
+    inputs.push({ path: o.vlm, what: '--vlm' });
+    const { VlmPackage, VlmError } = await import('../../runtime/vlm/index.ts');
+    try {
+      encoder = await VlmPackage.load(o.vlm, { device: o.device });
+    } catch (e) {
+      if (e instanceof VlmError) throw new UsageError(`--vlm: ${e.message}`);
+      throw e;
+    }
+    const { listFiles } = await import('../../runtime/pipeline/index.ts');
+    const { createHash } = await import('node:crypto');
+    const h = createHash('sha256');
+    for (const f of await listFiles(o.vlm)) if (!f.startsWith('.')) h.update(`${f}\0${await sha256File(path.join(o.vlm, f))}\0`);
+    encoderId = `vlm package sha256 ${h.digest('hex')}`;
   } else throw new UsageError('give --vlm DIR (the VLM package that encodes the captions) or --conditions FILE (precomputed)');
   if (o.vae) inputs.push({ path: o.vae, what: '--vae' });
   const numbers = (flag: string, s: string | undefined) => {
@@ -113,7 +129,8 @@ export async function trainImagesCommand(file: string, o: TrainImagesOptions): P
       out: o.out,
       resume: o.resume,
       encoder,
-      encoderId,
+      encoderId: encoderId && o.systemPrompt !== undefined ? `${encoderId}; system prompt ${JSON.stringify(o.systemPrompt)}` : encoderId,
+      ...(o.systemPrompt !== undefined ? { condition: { systemPrompt: o.systemPrompt } } : {}),
       codec,
       vaeDecoder: codec.decoderPath,
       size,
