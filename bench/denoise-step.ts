@@ -22,6 +22,7 @@ import { DiT, ditParamCount } from '../graphs/dit.ts';
 import { Session } from '../runtime/session.ts';
 import { argValue, BENCH_DIR, foreignLoad, isMain, loadSnap, median, Peer, printJson, procStatusKB, python, REPO_ROOT, round, waitQuiet } from './lib.ts';
 import { DENOISE_STEP } from './configs.ts';
+import type { Target } from '../src/ir/target.ts';
 
 const THREADS = 2;
 const FOREIGN_MAX = 0.1;
@@ -30,6 +31,8 @@ export interface DenoiseStepResult {
   bench: 'denoise-step';
   config: typeof DENOISE_STEP & { params: number; image_tokens: number };
   threads: number;
+  /** the fusion target the graph was compiled for (null: unfused) — `unifusion compile` defaults to cpu */
+  target: Target | null;
   check: { max_abs_diff: number; max_abs_ref: number; rel: number };
   ours: { compile_ms: number; session_ms: number; median_ms: number; all_ms: number[]; peak_rss_mib: number };
   torch: { version: string; median_ms: number; all_ms: number[]; peak_rss_mib: number };
@@ -75,12 +78,12 @@ export function denoiseInputs(c = DENOISE_STEP, seed = 2): Record<string, HostTe
   };
 }
 
-export async function denoiseStep(rounds = 4, perRound = 1, warmup = 1, budgetMs = 300_000): Promise<DenoiseStepResult> {
+export async function denoiseStep(rounds = 4, perRound = 1, warmup = 1, budgetMs = 300_000, target: Target | null = 'cpu'): Promise<DenoiseStepResult> {
   const c = DENOISE_STEP;
   const t0 = performance.now();
   const graph = denoiseGraph(c);
   const weights = denoiseWeights(graph);
-  const compiled = compileGraph(graph, { paramValues: weights, weights: 'embed' });
+  const compiled = compileGraph(graph, { paramValues: weights, weights: 'embed', ...(target ? { target } : {}) });
   const compileMs = performance.now() - t0;
   const feeds = denoiseInputs(c);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'unifusion-bench-denoise-'));
@@ -137,6 +140,7 @@ export async function denoiseStep(rounds = 4, perRound = 1, warmup = 1, budgetMs
       bench: 'denoise-step',
       config: { ...c, params: ditParamCount(c.dit), image_tokens: hw * hw },
       threads: THREADS,
+      target,
       check,
       ours: { compile_ms: round(compileMs, 0), session_ms: round(sessionMs, 0), median_ms: round(median(oursMs), 1), all_ms: oursMs, peak_rss_mib: round(procStatusKB('VmHWM') / 1024, 1) },
       torch: { version: ready.torch, median_ms: round(median(torchMs), 1), all_ms: torchMs, peak_rss_mib: round(mem.vmhwm_kb / 1024, 1) },
@@ -151,6 +155,15 @@ export async function denoiseStep(rounds = 4, perRound = 1, warmup = 1, budgetMs
   }
 }
 
+/** `--target cpu|cuda|webgpu|portable|none` (default cpu, as `unifusion compile`; none = unfused) */
+function targetArg(): Target | null {
+  const i = process.argv.indexOf('--target');
+  const v = i >= 0 ? process.argv[i + 1] : 'cpu';
+  if (v === 'none') return null;
+  if (!v || !['cpu', 'cuda', 'webgpu', 'portable'].includes(v)) throw new Error(`--target: expected cpu, cuda, webgpu, portable or none, got '${v}'`);
+  return v as Target;
+}
+
 if (isMain(import.meta.url)) {
-  printJson(await denoiseStep(argValue('rounds', 4), argValue('per-round', 1), argValue('warmup', 1), argValue('budget-s', 300) * 1000));
+  printJson(await denoiseStep(argValue('rounds', 4), argValue('per-round', 1), argValue('warmup', 1), argValue('budget-s', 300) * 1000, targetArg()));
 }

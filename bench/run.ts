@@ -133,7 +133,7 @@ const ds = results['denoise-step'];
 if (ds) {
   const c = ds.config;
   rows.push([
-    `one denoise step, cond + uncond batched (B${c.batch}), CPU fp32, ${ds.threads} threads: DiT ${c.dit.depth} x ${c.dit.hidden} (${c.dit.heads} heads, SwiGLU ${c.dit.ffn}, gated attention; ${(c.params / 1e6).toFixed(1)} M params), ${c.image_tokens} image + ${c.condTokens} condition tokens (median of ${ds.ours.all_ms.length} / ${ds.torch.all_ms.length}; outputs agree to ${ds.check.rel.toExponential(1)} rel)`,
+    `one denoise step, cond + uncond batched (B${c.batch}), CPU fp32, ${ds.threads} threads, ours compiled ${ds.target ? `--target ${ds.target} (fused)` : "unfused"}: DiT ${c.dit.depth} x ${c.dit.hidden} (${c.dit.heads} heads, SwiGLU ${c.dit.ffn}, gated attention; ${(c.params / 1e6).toFixed(1)} M params), ${c.image_tokens} image + ${c.condTokens} condition tokens (median of ${ds.ours.all_ms.length} / ${ds.torch.all_ms.length}; outputs agree to ${ds.check.rel.toExponential(1)} rel)`,
     `${ds.ours.median_ms.toFixed(0)} ms`,
     `${ds.torch.median_ms.toFixed(0)} ms (torch eager ${ds.torch.version})`,
     `${ds.ratio.toFixed(2)} (ours/torch)`,
