@@ -42,7 +42,7 @@ export interface TrainPipelineResult {
   seconds: Record<string, number>;
 }
 
-export async function trainPipeline(out: string, recipe: PipelineRecipe = SHIPPED_RECIPE, log: (s: string) => void = () => {}): Promise<TrainPipelineResult> {
+export async function trainPipeline(out: string, recipe: PipelineRecipe = SHIPPED_RECIPE, log: (s: string) => void = () => {}, opts: { progress?: boolean } = {}): Promise<TrainPipelineResult> {
   const work = path.join(out, 'work');
   if (fs.existsSync(out) && fs.readdirSync(out).length) throw new Error(`--train-out '${out}' is not empty: give a new or empty folder (nothing there is replaced)`);
   await makeDirs(work, '--train-out');
@@ -60,7 +60,7 @@ export async function trainPipeline(out: string, recipe: PipelineRecipe = SHIPPE
   process.env.SHAPES_CACHE = path.join(work, 'cache');
   process.env.SHAPES_UF_T_MEAN ??= '1';
   const vlmRun = path.join(work, 'vlm-run'), hf = path.join(work, 'vlm-hf'), pkg = path.join(work, 'vlm-pkg'), cache = path.join(work, 'cache'), ditRun = path.join(work, 'dit-run');
-  await timed('VLM pretraining', () => trainCommand(codeFile('examples/shapes/train-vlm.ts'), { out: vlmRun, steps: recipe.vlmSteps, quiet: true, typecheck: false }));
+  await timed('VLM pretraining', () => trainCommand(codeFile('examples/shapes/train-vlm.ts'), { out: vlmRun, steps: recipe.vlmSteps, quiet: true, progress: opts.progress, typecheck: false }));
   await timed('HF folder', async () => {
     const { saveVlmFolder } = await import('./save-vlm.ts');
     await saveVlmFolder(readSafetensors(path.join(vlmRun, 'params.safetensors')).tensors, hf, [vlmRun]);
@@ -68,9 +68,9 @@ export async function trainPipeline(out: string, recipe: PipelineRecipe = SHIPPE
   await timed('import-hf', () => importHf(hf, { out: pkg, taps: 'list:0,2,4' }));
   await timed('condition cache', async () => {
     const { buildCache } = await import('./build-cache.ts');
-    await buildCache(pkg, cache, { t2i: recipe.t2i, edits: recipe.edits, recon: recipe.recon, seed: recipe.seed });
+    await buildCache(pkg, cache, { t2i: recipe.t2i, edits: recipe.edits, recon: recipe.recon, seed: recipe.seed }, opts.progress === false ? undefined : (s) => process.stderr.isTTY && process.stderr.write(s));
   });
-  await timed('UniFusion training', () => trainCommand(codeFile('examples/shapes/train-unifusion.ts'), { out: ditRun, steps: recipe.ditSteps, quiet: true, typecheck: false }));
+  await timed('UniFusion training', () => trainCommand(codeFile('examples/shapes/train-unifusion.ts'), { out: ditRun, steps: recipe.ditSteps, quiet: true, progress: opts.progress, typecheck: false }));
   // what assemble reads from an image-training run: the config, the latent format, the dropped condition
   const { conditionBatch, EMPTY_CONDITION, shapesUniFusionConfig } = await import('./unifusion.ts');
   const CONFIG = shapesUniFusionConfig(JSON.parse(process.env.SHAPES_UF_DIT ?? '{}')); // train-unifusion.ts's

@@ -89,7 +89,7 @@ export async function demoCommand(opts: DemoOptions): Promise<DemoResult> {
     await preflightOutputDir({ out: opts.out, force: opts.force, command: 'demo' });
     const { trainPipeline, SHIPPED_RECIPE } = await import('../../examples/shapes/train-pipeline.ts');
     const trainOut = opts.trainOut ?? 'out/shapes-train';
-    trained = await trainPipeline(trainOut, { ...SHIPPED_RECIPE, ...opts.recipe }, say);
+    trained = await trainPipeline(trainOut, { ...SHIPPED_RECIPE, ...opts.recipe }, say, { progress: opts.progress ?? (opts.quiet ? false : undefined) });
     say(`[train] the whole pipeline in ${Object.values(trained.seconds).reduce((a, b) => a + b, 0).toFixed(0)} s -> ${trained.pipeline}`);
   }
   const pipeline = trained?.pipeline ?? opts.pipeline ?? SHIPPED_PIPELINE;
