@@ -324,8 +324,9 @@ const ROWS: Row[] = [
   },
 
   // ---------------------------------------------------------------------------------- demo
-  { cmd: 'demo', name: '--steps 3', args: (_f, d) => ['demo', '--steps', '3', '--out', path.join(d, 'o')], expect: /demo: --steps must be an integer >= 20, got 3/ },
-  { cmd: 'demo', name: '--sample-steps 0', args: (_f, d) => ['demo', '--sample-steps', '0', '--out', path.join(d, 'o')], expect: /demo: --sample-steps must be a positive integer, got 0/ },
+  { cmd: 'demo', name: '--n 0', args: (_f, d) => ['demo', '--n', '0', '--out', path.join(d, 'o')], expect: /demo: --n must be an integer >= 1, got 0/ },
+  { cmd: 'demo', name: '--steps 0', args: (_f, d) => ['demo', '--steps', '0', '--out', path.join(d, 'o')], expect: /demo: --steps must be an integer >= 1, got 0/ },
+  { cmd: 'demo', name: '--pipeline without pipeline.json', args: (_f, d) => ['demo', '--pipeline', d, '--out', path.join(d, 'o')], expect: /demo: --pipeline '.*' has no pipeline\.json/ },
   { cmd: 'demo', name: '--out under /proc', args: () => ['demo', '--out', '/proc/unifusion-x'], expect: /--out '\/proc\/unifusion-x': '\/proc' is a virtual file system/, timeoutMs: 20_000 },
   {
     cmd: 'demo',

@@ -1,160 +1,126 @@
-// `unifusion demo`: the README's main job, UniFusion's tiny preset end to end on CPU.
-//  1. compile the rectified-flow AdamW train step of examples/train-unifusion-tiny.ts (a frozen
-//     tiny Qwen2 tapped at hidden_states 1..4 in the graph -> LAP -> refiner -> DiT) and train it
-//     with the runtime Trainer (checkpoints, metrics);
-//  2. compile the forward pipeline (token ids + latents + timestep -> velocity) with the trained
-//     weights and check onnxruntime against the float64 reference interpreter on a padded batch;
-//  3. sample every training prompt with Euler steps of the learned flow (noise at t = 1 -> t = 0)
-//     and measure whether each sample landed nearer its own prompt's latent than the others'.
-// Everything it makes stays in --out, which is written as a whole (src/io/outdir.ts): staged
-// beside it and renamed into place at the end, so an earlier demo's folder is replaced exactly,
-// a failed or interrupted demo leaves the previous one as it was, and a folder holding files the
-// demo did not write is refused (with --force they are kept).
+// `unifusion demo` (= `npm start`): the main job. A small but real UniFusion on the shapes world
+// (runtime/shapes): the shipped pipeline examples/shapes/pipeline/ (the in-project tiny InternVL,
+// LAP -> refiner -> pixel DiT) samples held-out prompts, the named scenes with and without VERIFI
+// rewriting, edits (source image in the VLM prompt) and reconstructions; the scorer reads every
+// sample back; PNG grids and an offline report.html go to --out (written as a whole through
+// src/io/outdir.ts: staged, renamed into place, never deleting files it did not write). The last
+// line printed is `prompt adherence: NN.N%` (held-out text-to-image).
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { compileGraph, writeCompiled } from '../compiler.ts';
-import { trace } from '../dsl/index.ts';
-import { evaluate } from '../ir/evaluate.ts';
-import { Rng } from '../ir/init.ts';
-import { fromFloat64, numel, toFloat64, toRefTensor, type HostTensor } from '../io/host.ts';
-import { writeSafetensors } from '../io/safetensors.ts';
-import { Session } from '../../runtime/session.ts';
-import { decoderLMEncoder, uniFusionForward } from '../../graphs/unifusion.ts';
-import { decoderConfigFromHF } from '../../graphs/vlm/index.ts';
-import trainDef, { BATCH, CONFIG, dataset, LATENT, SEQ, TINY_VLM_CONFIG } from '../../examples/train-unifusion-tiny.ts';
-import { trainCommand } from './train.ts';
-import { displayPath, preflightOutputDir, writeOutputDir, type OutputTarget } from '../io/outdir.ts';
+import { preflightOutputDir, writeOutputDir, type OutputTarget } from '../io/outdir.ts';
 import { UsageError } from './errors.ts';
-import { codeFile } from '../layout.ts';
+import { PACKAGE_ROOT } from '../layout.ts';
+import { evalItems, trainingSceneKeys, type SetSizes, type TrainRows } from '../../runtime/shapes/demo/sets.ts';
+import { evaluatePipeline, readMetrics, type EvalResult } from '../../runtime/shapes/demo/run.ts';
+import { lapWeights, writeReport } from '../../runtime/shapes/demo/report.ts';
 
-// the shipped example: examples/*.ts in a checkout, dist/examples/*.js when installed
-const TRAIN_FILE = codeFile('examples/train-unifusion-tiny.ts');
+/** The shipped pipeline and its training logs (recipe.json, metrics) beside it. */
+export const SHIPPED_PIPELINE = path.join(PACKAGE_ROOT, 'examples', 'shapes', 'pipeline');
+export const SHIPPED_TRAINING = path.join(PACKAGE_ROOT, 'examples', 'shapes', 'pipeline-training');
 
 export interface DemoOptions {
   out: string;
-  device?: string;
-  /** training steps (default 500) */
+  /** pipeline folder (default: the shipped one) */
+  pipeline?: string;
+  /** training logs + recipe of that pipeline (default: the shipped one's) */
+  training?: string;
+  /** held-out text-to-image prompts (default 200) */
+  n?: number | string;
+  edits?: number | string;
+  recon?: number | string;
+  /** seeds per named scene (default 4) */
+  seeds?: number | string;
+  /** sampler steps / CFG scale (default: the pipeline's) */
   steps?: number | string;
-  /** Euler steps of the sampler (default 20) */
-  sampleSteps?: number | string;
+  guidance?: number | string;
   quiet?: boolean;
+  progress?: boolean;
   /** write into a folder that holds files the demo did not write (they are kept) */
   force?: boolean;
+  /** first retrain the whole pipeline from scratch (examples/shapes/train-pipeline.ts) into trainOut */
+  train?: boolean;
+  /** where --train puts its work folders, pipeline/ and pipeline-training/ (a new or empty folder) */
+  trainOut?: string;
+  /** --train: the recipe's sizes (default: the shipped pipeline's) */
+  recipe?: Partial<import('../../examples/shapes/train-pipeline.ts').PipelineRecipe>;
 }
 
-export interface DemoResult {
-  lossFirst: number;
-  lossLast: number;
-  forwardRelErr: number;
-  /** per prompt: mean squared distance of its sample to its own latent, and the mean over the other latents */
-  sampleOwn: number[];
-  sampleOthers: number[];
-  /** prompts whose sample is nearer its own latent than every other prompt's */
-  matched: number;
+export interface DemoResult extends EvalResult {
+  out: string;
+  files: string[];
+  /** --train: seconds per training stage */
+  trainSeconds?: Record<string, number>;
 }
 
-const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+export interface Recipe extends TrainRows {
+  /** what made the pipeline, in words (shown in the report) */
+  provenance: string;
+}
+
+function int(flag: string, v: number | string | undefined, dflt: number, min: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!(Number.isInteger(n) && n >= min)) throw new UsageError(`demo: ${flag} must be an integer >= ${min}, got ${v}`);
+  return n;
+}
+
+export function readRecipe(dir: string): Recipe {
+  const f = path.join(dir, 'recipe.json');
+  if (!fs.existsSync(f)) throw new UsageError(`demo: --training '${dir}' has no recipe.json (the training rows' counts and seed)`);
+  try {
+    return JSON.parse(fs.readFileSync(f, 'utf8')) as Recipe;
+  } catch (e) {
+    throw new UsageError(`demo: ${f} is not valid JSON (${(e as Error).message})`);
+  }
+}
 
 export async function demoCommand(opts: DemoOptions): Promise<DemoResult> {
-  const steps = Number(opts.steps ?? 500);
-  const sampleSteps = Number(opts.sampleSteps ?? 20);
-  if (!(Number.isInteger(steps) && steps >= 20)) throw new UsageError(`demo: --steps must be an integer >= 20, got ${opts.steps}`);
-  if (!(Number.isInteger(sampleSteps) && sampleSteps >= 1)) throw new UsageError(`demo: --sample-steps must be a positive integer, got ${opts.sampleSteps}`);
-  const target: OutputTarget = { out: opts.out, force: opts.force, command: 'demo' };
-  await preflightOutputDir(target);
-  const device = opts.device ?? 'cpu';
-  const final = path.resolve(opts.out);
-  const { result } = await writeOutputDir(target, (stage) => runDemo(stage, final, { steps, sampleSteps, device, quiet: opts.quiet }));
-  return result;
-}
-
-async function runDemo(out: string, final: string, opts: { steps: number; sampleSteps: number; device: string; quiet?: boolean }): Promise<DemoResult> {
+  const t0 = performance.now();
+  const sizes: SetSizes = { t2i: int('--n', opts.n, 200, 1), edits: int('--edits', opts.edits, 100, 0), recon: int('--recon', opts.recon, 50, 0), namedSeeds: int('--seeds', opts.seeds, 4, 1) };
+  const steps = opts.steps === undefined ? undefined : int('--steps', opts.steps, 0, 1);
+  const guidance = opts.guidance === undefined ? undefined : Number(opts.guidance);
+  if (guidance !== undefined && !(Number.isFinite(guidance) && guidance >= 0)) throw new UsageError(`demo: --guidance must be a non-negative number, got ${opts.guidance}`);
   const say = (s: string) => {
     if (!opts.quiet) process.stdout.write(s + '\n');
   };
-  const { steps, sampleSteps, device } = opts;
-  // paths as they will be once the staging folder is in place
-  const rel = (p: string) => displayPath(path.join(final, path.relative(out, p)));
-
-  // 1. train: the `unifusion train` path on the example file (type-checked by the package's own tsc)
-  const trainDir = path.join(out, 'train');
-  const run = await trainCommand(TRAIN_FILE, { steps, out: trainDir, device, quiet: true, progress: opts.quiet ? false : undefined, typecheck: false });
-  const step = run.compiled;
-  const params = run.params;
-  const losses = run.records.filter((r) => !r.rejected).map((r) => r.loss);
-  const nTrain = step.spec.params.reduce((a, p) => a + numel(p.shape), 0);
-  say(`1. compiled the tiny UniFusion train step (frozen tiny Qwen2 taps ${CONFIG.taps.join(', ')} -> LAP -> refiner -> DiT ${CONFIG.dit.depth} x ${CONFIG.dit.hidden}; AdamW): ${nTrain.toLocaleString('en-US')} trainable params, ${step.spec.frozen.length} frozen tensors, ${step.emitted.model.graph!.node!.length} ONNX nodes in ${run.compileMs.toFixed(0)} ms`);
-  const k = Math.min(20, Math.floor(losses.length / 2));
-  const lossFirst = mean(losses.slice(0, k)), lossLast = mean(losses.slice(-k));
-  say(`2. trained ${steps} steps (batch ${BATCH}, rectified flow, fresh noise and logit-normal t per step) in ${run.records.reduce((a, r) => a + r.dt, 0).toFixed(1)} s: mean loss of the first ${k} steps ${lossFirst.toFixed(3)} -> last ${k} ${lossLast.toFixed(3)}`);
-  say(`   -> ${rel(trainDir)}/ (params.safetensors, checkpoints/, metrics.jsonl)`);
-  if (!(lossLast < 0.8 * lossFirst)) throw new Error(`demo: the training loss did not fall (${lossFirst} -> ${lossLast})`);
-
-  // 2. forward pipeline with the trained weights, checked against the float64 reference
-  const t2 = performance.now();
-  const graph = trace('unifusion_tiny', () => {
-    const encoder = decoderLMEncoder(decoderConfigFromHF(TINY_VLM_CONFIG), CONFIG, { prefix: 'vlm' });
-    return { velocity: uniFusionForward(CONFIG, { encoder }).velocity };
-  }, { seed: trainDef.seed });
-  const compiled = compileGraph(graph, { paramValues: params, preset: 'tiny', weights: 'embed' });
-  const written = await writeCompiled(out, compiled);
-  const m = compiled.manifest;
-  say(`3. compiled the forward pipeline with the trained weights: ${m.inputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(', ')}]`).join(', ')} -> velocity; ${m.paramCount.toLocaleString('en-US')} params, ${m.onnxNodes} ONNX nodes in ${(performance.now() - t2).toFixed(0)} ms -> ${rel(written.onnxPath)}`);
-
-  const pairs = dataset();
-  const C = CONFIG.dit.channels, n = C * LATENT * LATENT, P = pairs.length;
-  const rng = new Rng(2026, 'demo');
-  const ids = fromFloat64('i64', [P, SEQ], pairs.flatMap((p) => p.ids));
-  const mask = fromFloat64('i64', [P, SEQ], pairs.flatMap((p) => p.mask));
-  const lat = [P, C, LATENT, LATENT];
-  const check: Record<string, HostTensor> = {
-    input_ids: ids,
-    attention_mask: mask,
-    latents: fromFloat64('f32', lat, Float64Array.from({ length: P * n }, () => rng.normal())),
-    timestep: fromFloat64('f32', [P], Float64Array.from({ length: P }, () => rng.uniform())),
-  };
-  writeSafetensors(path.join(out, 'inputs.safetensors'), check);
-  const session = await Session.load(written.onnxPath, { device, checkFinite: false });
-  let forwardRelErr: number;
-  const samples = new Float64Array(P * n);
-  try {
-    const got = toFloat64((await session.run(check)).velocity!);
-    const refFeeds = Object.fromEntries(Object.entries(check).map(([key, v]) => [key, toRefTensor(v)]));
-    const refParams = new Map([...params].map(([key, v]) => [key, toRefTensor(v)]));
-    const want = evaluate(compiled.graph, refFeeds, { params: refParams }).velocity!.data;
-    let maxAbs = 0, maxRef = 0;
-    for (let i = 0; i < got.length; i++) (maxAbs = Math.max(maxAbs, Math.abs(got[i]! - want[i]!))), (maxRef = Math.max(maxRef, Math.abs(want[i]!)));
-    forwardRelErr = maxAbs / maxRef;
-    say(`4. onnxruntime (${device}) vs the float64 reference on ${P} prompts (${pairs.filter((p) => p.mask.includes(0)).length} padded), random x_t and t: max |ort - ref| = ${maxAbs.toExponential(2)} (${forwardRelErr.toExponential(2)} of max |ref|) ${forwardRelErr < 1e-4 ? 'OK' : 'MISMATCH'}`);
-    if (!(forwardRelErr < 1e-4)) throw new Error(`demo: onnxruntime and the reference disagree (relative error ${forwardRelErr})`);
-
-    // 3. sample: x_1 = noise, x_{t - dt} = x_t - dt v(x_t, t) (v predicts noise - x0)
-    const t3 = performance.now();
-    const x = Float64Array.from({ length: P * n }, () => rng.normal());
-    for (let s = 0; s < sampleSteps; s++) {
-      const t = 1 - s / sampleSteps, dt = 1 / sampleSteps;
-      const v = toFloat64((await session.run({ input_ids: ids, attention_mask: mask, latents: fromFloat64('f32', lat, x), timestep: fromFloat64('f32', [P], new Float64Array(P).fill(t)) })).velocity!);
-      for (let i = 0; i < x.length; i++) x[i] -= dt * v[i]!;
-    }
-    samples.set(x);
-    say(`5. sampled all ${P} prompts with ${sampleSteps} Euler steps in ${(performance.now() - t3).toFixed(0)} ms -> ${rel(path.join(out, 'samples.safetensors'))}`);
-  } finally {
-    await session.release();
+  let trained: { pipeline: string; training: string; seconds: Record<string, number> } | undefined;
+  if (opts.train) {
+    if (opts.pipeline) throw new UsageError('demo: --train makes its own pipeline; give --train-out, not --pipeline');
+    await preflightOutputDir({ out: opts.out, force: opts.force, command: 'demo' });
+    const { trainPipeline, SHIPPED_RECIPE } = await import('../../examples/shapes/train-pipeline.ts');
+    const trainOut = opts.trainOut ?? 'out/shapes-train';
+    trained = await trainPipeline(trainOut, { ...SHIPPED_RECIPE, ...opts.recipe }, say, { progress: opts.progress ?? (opts.quiet ? false : undefined) });
+    say(`[train] the whole pipeline in ${Object.values(trained.seconds).reduce((a, b) => a + b, 0).toFixed(0)} s -> ${trained.pipeline}`);
   }
-  writeSafetensors(path.join(out, 'samples.safetensors'), { samples: fromFloat64('f32', lat, samples), targets: fromFloat64('f32', lat, pairs.flatMap((p) => [...p.latent])) });
+  const pipeline = trained?.pipeline ?? opts.pipeline ?? SHIPPED_PIPELINE;
+  const training = trained?.training ?? opts.training ?? (opts.pipeline ? path.join(path.dirname(path.resolve(opts.pipeline)), 'pipeline-training') : SHIPPED_TRAINING);
+  if (!fs.existsSync(path.join(pipeline, 'pipeline.json'))) throw new UsageError(`demo: --pipeline '${pipeline}' has no pipeline.json (train one with \`unifusion demo --train\`)`);
+  const recipe = readRecipe(training);
+  const target: OutputTarget = { out: opts.out, force: opts.force, command: 'demo', inputs: [{ path: pipeline, what: '--pipeline' }, { path: training, what: '--training' }] };
+  await preflightOutputDir(target);
+  const progress = opts.progress ?? (opts.quiet ? false : undefined);
 
-  const dist = (i: number, j: number) => {
-    let s = 0;
-    for (let e = 0; e < n; e++) s += (samples[i * n + e]! - pairs[j]!.latent[e]!) ** 2;
-    return s / n;
-  };
-  const sampleOwn: number[] = [], sampleOthers: number[] = [];
-  let matched = 0;
-  for (let i = 0; i < P; i++) {
-    const ds = pairs.map((_, j) => dist(i, j));
-    sampleOwn.push(ds[i]!);
-    sampleOthers.push(mean(ds.filter((_, j) => j !== i)));
-    if (ds.every((v, j) => j === i || v > ds[i]!)) matched++;
-  }
-  say(`6. each sample vs the latents: mean squared distance to its own prompt's latent ${mean(sampleOwn).toFixed(3)}, to the other prompts' ${mean(sampleOthers).toFixed(3)}; ${matched} of ${P} samples are nearest their own prompt's latent`);
-  return { lossFirst, lossLast, forwardRelErr, sampleOwn, sampleOthers, matched };
+  const items = evalItems(sizes, trainingSceneKeys(recipe));
+  say(`shapes demo: ${items.length} samples from ${path.relative(process.cwd(), pipeline) || '.'} (${sizes.t2i} held-out prompts, 5 named scenes x ${sizes.namedSeeds} seeds x with / without rewriting, ${sizes.edits} edits, ${sizes.recon} reconstructions)`);
+  const ev = await evaluatePipeline(pipeline, items, { steps, guidance, progress: progress === undefined ? 'auto' : progress });
+  const pj = JSON.parse(fs.readFileSync(path.join(pipeline, 'pipeline.json'), 'utf8')) as { conditioning: { taps: number[] } };
+  const w = lapWeights(pipeline, pj.conditioning.taps);
+  const written = await writeOutputDir(target, async (stage) =>
+    writeReport(stage, {
+      eval: ev,
+      pipeline: path.relative(process.cwd(), pipeline) || pipeline,
+      curves: [
+        { title: 'VLM pretraining loss (cross-entropy)', points: readMetrics(path.join(training, 'vlm-metrics.jsonl')) },
+        { title: 'UniFusion training loss (flow-matching MSE)', points: readMetrics(path.join(training, 'dit-metrics.jsonl')) },
+      ],
+      lap: w ? { taps: pj.conditioning.taps, weights: w } : undefined,
+      provenance: recipe.provenance,
+      seconds: (performance.now() - t0) / 1000,
+    }),
+  );
+  for (const s of ev.scores) say(`  ${s.cat.padEnd(20)} ${String(s.n).padStart(4)} samples  ${(100 * s.mean).toFixed(1).padStart(5)}%${s.rewriteExact === undefined ? '' : `   (VLM rewrite exact ${(100 * s.rewriteExact).toFixed(0)}%)`}`);
+  say(`report: ${path.join(path.relative(process.cwd(), written.dir) || '.', 'report.html')} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  // the last line
+  if (!opts.quiet) process.stdout.write(`prompt adherence: ${(100 * ev.adherence).toFixed(1)}%\n`);
+  return { ...ev, out: written.dir, files: written.files, ...(trained ? { trainSeconds: trained.seconds } : {}) };
 }

@@ -48,16 +48,23 @@ export async function main(argv: string[]): Promise<void> {
 
   program
     .command('demo')
-    .description("UniFusion's tiny preset end to end: train the rectified-flow step (frozen tiny VLM in the graph -> LAP -> refiner -> DiT), compile the forward with the trained weights, check it against the float64 reference, sample every training prompt")
+    .description("the main job (= npm start): the shipped shapes-world UniFusion (tiny in-project InternVL -> LAP -> refiner -> pixel DiT) samples held-out prompts, named scenes with / without VERIFI rewriting, edits and reconstructions; scores every sample, writes PNG grids and an offline report.html; the last line is `prompt adherence: NN.N%`")
     .option('--out <dir>', 'output folder', 'out/demo')
-    .option('--steps <n>', 'training steps', '500')
-    .option('--sample-steps <n>', 'Euler steps of the sampler', '20')
-    .option('--device <ep>', 'onnxruntime execution provider', 'cpu')
+    .option('--pipeline <dir>', 'pipeline folder (default: examples/shapes/pipeline)')
+    .option('--training <dir>', "the pipeline's training logs and recipe.json (default: pipeline-training beside it)")
+    .option('--n <n>', 'held-out text-to-image prompts', '200')
+    .option('--edits <n>', 'edits of held-out scenes', '100')
+    .option('--recon <n>', 'reconstructions', '50')
+    .option('--seeds <n>', 'seeds per named scene (each with and without rewriting)', '4')
+    .option('--steps <n>', "sampler steps (default: the pipeline's)")
+    .option('--guidance <g>', "CFG scale (default: the pipeline's)")
+    .option('--train', 'first regenerate the data and retrain the VLM and UniFusion from scratch with the shipped recipe (about 30-45 min on 2 cores), then run the demo on that pipeline')
+    .option('--train-out <dir>', 'with --train: a new or empty folder for the runs, pipeline/ and pipeline-training/', 'out/shapes-train')
     .option('--force', 'write into a non-empty folder that holds files unifusion did not write (they are kept)')
-    .addHelpText('after', examples('unifusion demo', 'unifusion demo --steps 100 --sample-steps 8 --out out/quick-demo'))
-    .action(async (opts: { out: string; steps: string; sampleSteps: string; device: string; force?: boolean }) => {
+    .addHelpText('after', examples('unifusion demo', 'unifusion demo --n 20 --edits 10 --recon 5 --seeds 1 --out out/quick-demo', 'unifusion demo --train --train-out out/my-shapes'))
+    .action(async (opts: { out: string; pipeline?: string; training?: string; n: string; edits: string; recon: string; seeds: string; steps?: string; guidance?: string; train?: boolean; trainOut?: string; force?: boolean }) => {
       const { demoCommand } = await import('./demo.ts');
-      await demoCommand({ out: opts.out, device: opts.device, steps: opts.steps, sampleSteps: opts.sampleSteps, force: opts.force });
+      await demoCommand(opts);
     });
 
   program

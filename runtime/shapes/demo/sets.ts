@@ -1,0 +1,69 @@
+// The demo's evaluation sets: what `npm start` samples and scores, drawn from fixed seeds so every
+// run (and every machine) measures the same prompts.
+//   t2i        canonical captions of random scenes that no training row had (about a third with a
+//              held-out pair: purple triangle, yellow square, white circle)
+//   named      the 5 named scenes, several seeds, with VERIFI rewriting and without
+//   edit       an edit of a held-out scene: the source image in the VLM prompt + the instruction
+//   recon      the image alone in the VLM prompt
+import { caption } from '../captions.ts';
+import { ditRows, evalScenes } from '../data.ts';
+import { instruction, randomEdit } from '../edits.ts';
+import { hasHeldOut, NAMED_SCENES, sceneKey } from '../scenes.ts';
+import type { Scene } from '../world.ts';
+import { Rng } from '../../../src/ir/init.ts';
+
+export const CATEGORIES = ['t2i', 't2i held-out pairs', 'named, rewrite', 'named, no rewrite', 'edit', 'recon'] as const;
+export type Category = (typeof CATEGORIES)[number];
+
+export interface EvalItem {
+  cat: Category;
+  /** the user's text ('' for reconstruction) */
+  prompt: string;
+  /** the image in the VLM prompt (edits, reconstruction) */
+  source?: Scene;
+  rewrite: boolean;
+  /** the scene the sample should show */
+  target: Scene;
+  /** the named scene's name */
+  name?: string;
+}
+
+export interface SetSizes {
+  /** held-out text-to-image prompts (>= 200 in the demo) */
+  t2i: number;
+  /** seeds per named scene, each with and without rewriting */
+  namedSeeds: number;
+  edits: number;
+  recon: number;
+}
+
+/** Which training rows the DiT saw (the recipe's counts and seed): their scenes are excluded. */
+export interface TrainRows {
+  t2i: number;
+  seed: number;
+}
+
+export function trainingSceneKeys(rows: TrainRows): Set<string> {
+  return new Set(ditRows(rows.t2i, rows.seed).map((r) => sceneKey(r.scene)));
+}
+
+export function evalItems(sizes: SetSizes, exclude: ReadonlySet<string>): EvalItem[] {
+  const items: EvalItem[] = [];
+  for (const s of evalScenes(sizes.t2i, 7, exclude)) items.push({ cat: hasHeldOut(s) ? 't2i held-out pairs' : 't2i', prompt: caption(s), rewrite: true, target: s });
+  for (const [name, s] of Object.entries(NAMED_SCENES))
+    for (let k = 0; k < sizes.namedSeeds; k++) {
+      items.push({ cat: 'named, rewrite', prompt: name, rewrite: true, target: s, name });
+      items.push({ cat: 'named, no rewrite', prompt: name, rewrite: false, target: s, name });
+    }
+  const er = new Rng(8, 'eval-edits');
+  let edits = 0;
+  for (const s of evalScenes(4 * sizes.edits + 8, 9, exclude)) {
+    if (edits >= sizes.edits) break;
+    const e = randomEdit(s, er);
+    if (!e) continue;
+    items.push({ cat: 'edit', prompt: instruction(e.edit), source: s, rewrite: true, target: e.target });
+    edits++;
+  }
+  for (const s of evalScenes(sizes.recon, 10, exclude)) items.push({ cat: 'recon', prompt: '', source: s, rewrite: true, target: s });
+  return items;
+}
