@@ -98,7 +98,16 @@ describe('sample with the pipeline VLM', () => {
     const want = await withConditions(p('pipe'), prompts, c, { numImages: 2 });
     const files = JSON.parse(fs.readFileSync(p('s2', 'samples.json'), 'utf8')).images as string[];
     expect(files).toHaveLength(4);
-    for (const [k, f] of files.entries()) expect(await pngPixels(p('s2', f))).toEqual(want.images[k]!.image.data);
+    // one VLM call per prompt vs one padded batch: the same condition up to float rounding (the VLM graphs
+    // are fused for cpu, whose attention kernels sum in a batch-dependent order), so a pixel may round
+    // one step the other way; anything more is a real difference
+    for (const [k, f] of files.entries()) {
+      const got = await pngPixels(p('s2', f)), exp = want.images[k]!.image.data;
+      expect(got.length).toBe(exp.length);
+      let worst = 0;
+      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - exp[i]!));
+      expect(worst).toBeLessThanOrEqual(1);
+    }
     expect(fs.existsSync(p('s2', 'grid.png'))).toBe(true);
   });
 
