@@ -6,16 +6,13 @@
 // The bundle is written to a temp file with its source map inline, and esbuild is told that file
 // is its output: the map's sources are then relative to the temp file, so stack traces (and the
 // file:line in every DSL error) resolve to the user's real file, shown relative to the cwd.
-import * as esbuild from 'esbuild';
 import { constants as fsConstants, promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { GRAPH_DEFINITION, type GraphDefinition } from '../dsl/define.ts';
-import { displayFile, registerSourceMap } from '../dsl/site.ts';
+import { displayFile } from '../dsl/site.ts';
 import { asDSLError } from '../dsl/trace.ts';
 import type { Graph } from '../ir/graph.ts';
-import { unifusionExternals } from './user-module.ts';
+import { bundleAndImport } from './user-module.ts';
 
 export type LoadedDefinition = GraphDefinition<unknown> & { trace(preset?: string): Graph };
 
@@ -36,40 +33,14 @@ export async function loadGraphFile(file: string): Promise<LoadedDefinition> {
     throw new GraphFileError(`graph file '${file}' does not exist or is not readable`);
   }
   if (!st.isFile()) throw new GraphFileError(`graph file '${file}' is not a file`);
-  const tmp = path.join(os.tmpdir(), `unifusion-graph-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
-  let result: esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
-  try {
-    result = await esbuild.build({
-      entryPoints: [abs],
-      outfile: tmp,
-      bundle: true,
-      format: 'esm',
-      platform: 'node',
-      target: 'node20',
-      write: false,
-      sourcemap: 'inline',
-      logLevel: 'silent',
-      plugins: [unifusionExternals()],
-    });
-  } catch (e) {
+  const mod = await bundleAndImport(
+    file,
+    'graph',
     // esbuild reports locations relative to its working directory (the cwd)
-    const msg =
-      (e as { errors?: esbuild.Message[] }).errors?.map((m) => `  ${m.location ? `${displayFile(m.location.file)}:${m.location.line}:${m.location.column + 1}: ` : ''}${m.text}`).join('\n') ?? String(e);
-    throw new GraphFileError(`cannot build graph file '${file}':\n${msg}`);
-  }
-  const code = result.outputFiles[0]!.text;
-  const inline = /\/\/# sourceMappingURL=data:application\/json;base64,([A-Za-z0-9+/=]+)\s*$/.exec(code);
-  if (inline) registerSourceMap(tmp, JSON.parse(Buffer.from(inline[1]!, 'base64').toString('utf8')));
-  await fs.writeFile(tmp, code);
-  let mod: { default?: unknown };
-  try {
-    mod = (await import(pathToFileURL(tmp).href)) as { default?: unknown };
-  } catch (e) {
+    (errors, e) => new GraphFileError(`cannot build graph file '${file}':\n${errors?.map((m) => `  ${m.location ? `${displayFile(m.location.file)}:${m.location.line}:${m.location.column + 1}: ` : ''}${m.text}`).join('\n') ?? String(e)}`),
     // top-level code of the graph file threw
-    throw asDSLError(e, path.basename(file));
-  } finally {
-    await fs.rm(tmp, { force: true });
-  }
+    (e) => asDSLError(e, path.basename(file)),
+  );
   const def = mod.default as Partial<LoadedDefinition> | undefined;
   if (!def || typeof def !== 'object' || !(GRAPH_DEFINITION in def)) throw new GraphFileError(`graph file '${file}' must default-export defineGraph({...})`);
   return def as LoadedDefinition;

@@ -40,9 +40,26 @@ export class UserModuleError extends Error {
  * ('graph file', 'train file'); build errors carry file:line relative to the working directory.
  */
 export async function importUserModule(file: string, what: string): Promise<Record<string, unknown>> {
+  return bundleAndImport(file, 'module', (errors, e) => {
+    const msg = errors?.map((m) => `${m.location ? `${displayFile(m.location.file)}:${m.location.line}: ` : ''}${m.text}`).join('\n') ?? String(e);
+    return new UserModuleError(`cannot build ${what} '${file}':\n${msg}`);
+  });
+}
+
+/**
+ * The one bundle-and-import path of user files (graph files too: load-graph.ts): esbuild is told a
+ * temp file is its output, so the inline map's sources resolve to the user's file; the map is
+ * registered for DSL sites, the temp file removed after the import. `buildError` and `importError`
+ * turn esbuild's messages and a throwing top level into the caller's own errors.
+ */
+export async function bundleAndImport(
+  file: string,
+  tag: string,
+  buildError: (errors: esbuild.Message[] | undefined, e: unknown) => Error,
+  importError: (e: unknown) => unknown = (e) => e,
+): Promise<Record<string, unknown>> {
   const abs = path.resolve(file);
-  // esbuild is told the temp file is its output, so the map's sources resolve to the user's file
-  const tmp = path.join(os.tmpdir(), `unifusion-module-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
+  const tmp = path.join(os.tmpdir(), `unifusion-${tag}-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
   let result: esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
   try {
     result = await esbuild.build({
@@ -58,8 +75,7 @@ export async function importUserModule(file: string, what: string): Promise<Reco
       plugins: [unifusionExternals()],
     });
   } catch (e) {
-    const msg = (e as { errors?: esbuild.Message[] }).errors?.map((m) => `${m.location ? `${displayFile(m.location.file)}:${m.location.line}: ` : ''}${m.text}`).join('\n') ?? String(e);
-    throw new UserModuleError(`cannot build ${what} '${file}':\n${msg}`);
+    throw buildError((e as { errors?: esbuild.Message[] }).errors, e);
   }
   const code = result.outputFiles[0]!.text;
   const inline = /\/\/# sourceMappingURL=data:application\/json;base64,([A-Za-z0-9+/=]+)\s*$/.exec(code);
@@ -67,6 +83,8 @@ export async function importUserModule(file: string, what: string): Promise<Reco
   await fs.writeFile(tmp, code);
   try {
     return (await import(pathToFileURL(tmp).href)) as Record<string, unknown>;
+  } catch (e) {
+    throw importError(e);
   } finally {
     await fs.rm(tmp, { force: true });
   }
