@@ -3,10 +3,10 @@
 // and webgpu. Not run for cpu (the survey measured that CPU kernel 2.5-3x slower than
 // Add + LayerNormalization-17, targets.ts) or portable (no standard op). Runs after layer-norm
 // (it matches the fused layer_norm) and after ada-rms-norm.
-import { dimEq } from '../../ir/dims.ts';
 import type { Node } from '../../ir/node.ts';
 import { fused } from '../../dsl/fused.ts';
-import { defineRule, describe, type Match, type RewriteCtx } from './rule.ts';
+import { defineRule, type Match, type RewriteCtx } from './rule.ts';
+import { checkResidual } from './add-rms-norm.ts';
 
 type V = 'x' | 'r' | 'w' | 'b';
 
@@ -27,12 +27,7 @@ export const addLayerNormRule = defineRule<V>({
     { name: 'plain', build: (v, tag) => tag('norm', fused.layerNorm(tag('sum', v.x.add(v.r)))) },
   ],
   loose: ['layer_norm'],
-  check(m) {
-    const x = m.v('x'), r = m.v('r');
-    if (x.rank !== r.rank || !x.shape.every((d, i) => dimEq(d, r.shape[i]!))) return `the residual ${describe(r)} is broadcast onto x ${describe(x)}; the fused op adds tensors of one shape`;
-    if (x.dtype !== r.dtype) return `x is ${x.dtype} but the residual is ${r.dtype}`;
-    return undefined;
-  },
+  check: checkResidual,
   rewrite(m, cx) {
     const p = params(m);
     return cx.fuse('add_layer_norm', { eps: p.eps, weight: p.weight, bias: p.bias, index: 0 }, ins(m, cx));

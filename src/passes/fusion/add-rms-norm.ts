@@ -5,11 +5,19 @@
 import { dimEq } from '../../ir/dims.ts';
 import type { Node } from '../../ir/node.ts';
 import { fused } from '../../dsl/fused.ts';
-import { defineRule, describe } from './rule.ts';
+import { defineRule, describe, type Match } from './rule.ts';
 
 type V = 'x' | 'r' | 'w';
 
 const params = (m: { n(l: string): Node }) => (m.n('norm') as Node<'rms_norm'>).params;
+
+/** The residual + norm rules' check: x and the residual add without broadcasting, in one dtype. */
+export function checkResidual(m: Match<'x' | 'r'>): string | undefined {
+  const x = m.v('x'), r = m.v('r');
+  if (x.rank !== r.rank || !x.shape.every((d, i) => dimEq(d, r.shape[i]!))) return `the residual ${describe(r)} is broadcast onto x ${describe(x)}; the fused op adds tensors of one shape`;
+  if (x.dtype !== r.dtype) return `x is ${x.dtype} but the residual is ${r.dtype}`;
+  return undefined;
+}
 
 export const addRmsNormRule = defineRule<V>({
   name: 'add-rms-norm',
@@ -20,12 +28,7 @@ export const addRmsNormRule = defineRule<V>({
     { name: 'plain', build: (v, tag) => tag('norm', fused.rmsNorm(tag('sum', v.x.add(v.r)), undefined)) },
   ],
   loose: ['rms_norm'],
-  check(m) {
-    const x = m.v('x'), r = m.v('r');
-    if (x.rank !== r.rank || !x.shape.every((d, i) => dimEq(d, r.shape[i]!))) return `the residual ${describe(r)} is broadcast onto x ${describe(x)}; the fused op adds tensors of one shape`;
-    if (x.dtype !== r.dtype) return `x is ${x.dtype} but the residual is ${r.dtype}`;
-    return undefined;
-  },
+  check: checkResidual,
   rewrite(m, cx) {
     const p = params(m);
     const ins = [cx.map(m.v('x')), cx.map(m.v('r')), ...(p.weight ? [cx.map(m.v('w'))] : [])];
