@@ -34,12 +34,22 @@ export interface PipelineRecipe {
 }
 
 /** The recipe of the shipped pipeline (examples/shapes/NOTES.md). */
-export const SHIPPED_RECIPE: PipelineRecipe = { vlmSteps: 1500, vlmRows: 20000, ditSteps: 2400, t2i: 8000, edits: 2000, recon: 600, seed: 21, sampler: { steps: 10, guidance: 3, shift: 1 } };
+export const SHIPPED_RECIPE: PipelineRecipe = { vlmSteps: 1500, vlmRows: 20000, ditSteps: 4800, t2i: 16000, edits: 3000, recon: 1000, seed: 21, sampler: { steps: 10, guidance: 3, shift: 1 } };
 
 export interface TrainPipelineResult {
   pipeline: string;
   training: string;
   seconds: Record<string, number>;
+}
+
+/** The shapes pipeline from a VLM package and a train-unifusion.ts run (what assemble reads from an image-training run: the config, the latent format, the dropped condition). */
+export async function assembleShapesPipeline(pkg: string, ditRun: string, pipeline: string, sampler: PipelineRecipe['sampler']): Promise<void> {
+  const { conditionBatch, EMPTY_CONDITION, shapesConfigFromEnv } = await import('./unifusion.ts');
+  const CONFIG = shapesConfigFromEnv(); // train-unifusion.ts's
+  writeSafetensors(path.join(ditRun, 'null_condition.safetensors'), conditionBatch([EMPTY_CONDITION]) as never);
+  const model: RunModel = { format: 'unifusion-run-model', config: CONFIG, seed: 5, latent: { kind: 'pixel', channels: 3, patch: CONFIG.dit.patch, factor: 1, shift: 0, scale: 1 }, size: [48, 48], nullCondition: 'null_condition.safetensors', systemPrompt: REWRITE_SYSTEM_PROMPT };
+  fs.writeFileSync(path.join(ditRun, RUN_MODEL_FILE), JSON.stringify(model, null, 2) + '\n');
+  await assemble({ vlm: pkg, dit: ditRun, out: pipeline, name: 'shapes', size: [48, 48], rewrite: true, systemPrompt: REWRITE_SYSTEM_PROMPT, scheduler: { steps: sampler.steps, guidance: sampler.guidance, shift: sampler.shift, sampler: 'euler' } });
 }
 
 export async function trainPipeline(out: string, recipe: PipelineRecipe = SHIPPED_RECIPE, log: (s: string) => void = () => {}, opts: { progress?: boolean } = {}): Promise<TrainPipelineResult> {
@@ -71,14 +81,8 @@ export async function trainPipeline(out: string, recipe: PipelineRecipe = SHIPPE
     await buildCache(pkg, cache, { t2i: recipe.t2i, edits: recipe.edits, recon: recipe.recon, seed: recipe.seed }, opts.progress === false ? undefined : (s) => process.stderr.isTTY && process.stderr.write(s));
   });
   await timed('UniFusion training', () => trainCommand(codeFile('examples/shapes/train-unifusion.ts'), { out: ditRun, steps: recipe.ditSteps, quiet: true, progress: opts.progress, typecheck: false }));
-  // what assemble reads from an image-training run: the config, the latent format, the dropped condition
-  const { conditionBatch, EMPTY_CONDITION, shapesUniFusionConfig } = await import('./unifusion.ts');
-  const CONFIG = shapesUniFusionConfig(JSON.parse(process.env.SHAPES_UF_DIT ?? '{}')); // train-unifusion.ts's
-  writeSafetensors(path.join(ditRun, 'null_condition.safetensors'), conditionBatch([EMPTY_CONDITION]) as never);
-  const model: RunModel = { format: 'unifusion-run-model', config: CONFIG, seed: 5, latent: { kind: 'pixel', channels: 3, patch: CONFIG.dit.patch, factor: 1, shift: 0, scale: 1 }, size: [48, 48], nullCondition: 'null_condition.safetensors', systemPrompt: REWRITE_SYSTEM_PROMPT };
-  fs.writeFileSync(path.join(ditRun, RUN_MODEL_FILE), JSON.stringify(model, null, 2) + '\n');
   const pipeline = path.join(out, 'pipeline');
-  await timed('assemble', () => assemble({ vlm: pkg, dit: ditRun, out: pipeline, name: 'shapes', size: [48, 48], rewrite: true, systemPrompt: REWRITE_SYSTEM_PROMPT, scheduler: { steps: recipe.sampler.steps, guidance: recipe.sampler.guidance, shift: recipe.sampler.shift, sampler: 'euler' } }));
+  await timed('assemble', () => assembleShapesPipeline(pkg, ditRun, pipeline, recipe.sampler));
   const training = path.join(out, 'pipeline-training');
   await makeDirs(training, '--train-out');
   fs.copyFileSync(path.join(vlmRun, 'metrics.jsonl'), path.join(training, 'vlm-metrics.jsonl'));

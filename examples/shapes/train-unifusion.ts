@@ -12,7 +12,7 @@ import { readSafetensors } from '../../src/io/safetensors.ts';
 import { shuffledBatches } from '../../runtime/trainer.ts';
 import { SIZE } from '../../runtime/shapes/world.ts';
 import type { CacheRow } from './build-cache.ts';
-import { conditionBatch, EMPTY_CONDITION, shapesUniFusionConfig, TAPS, toLatent, VLM_HIDDEN, type PackedCondition } from './unifusion.ts';
+import { conditionBatch, EMPTY_CONDITION, shapesConfigFromEnv, TAPS, toLatent, VLM_HIDDEN, type PackedCondition } from './unifusion.ts';
 
 export const BATCH = Number(process.env.SHAPES_UF_BATCH ?? 32);
 export const DROPOUT = Number(process.env.SHAPES_UF_DROPOUT ?? 0.1);
@@ -24,9 +24,7 @@ export const DROPOUT = Number(process.env.SHAPES_UF_DROPOUT ?? 0.1);
  */
 export const T_MEAN = Number(process.env.SHAPES_UF_T_MEAN ?? 1);
 const CACHE = process.env.SHAPES_CACHE ?? 'out/shapes-cache';
-const DIT = JSON.parse(process.env.SHAPES_UF_DIT ?? '{}');
-
-export const CONFIG = shapesUniFusionConfig(DIT);
+export const CONFIG = shapesConfigFromEnv();
 
 interface Example {
   cond: PackedCondition;

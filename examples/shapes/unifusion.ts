@@ -27,16 +27,21 @@ import { pixelValuesOf, shapesTokenizer } from './vlm.ts';
 export const TAPS = [0, 2, 4];
 export const VLM_HIDDEN = 96;
 
-export function shapesUniFusionConfig(over: Partial<UniFusionConfig['dit']> = {}): UniFusionConfig {
+export function shapesUniFusionConfig(over: Partial<UniFusionConfig['dit']> = {}, refiner: Partial<UniFusionConfig['refiner']> = {}): UniFusionConfig {
   return {
     conditioning: 'lap',
     prediction: 'x0',
     vlm: { name: 'shapes-vlm (qwen2 4 x 96)', layers: 4, hidden: VLM_HIDDEN, heads: 4, kvHeads: 2, headDim: 24 },
     taps: TAPS,
     lap: { heads: 2, ffn: 64 },
-    refiner: { blocks: 2, heads: 2, ffn: 192 },
+    refiner: { blocks: 2, heads: 2, ffn: 192, ...refiner },
     dit: { hidden: 96, depth: 4, heads: 4, ffn: 256, channels: 3, patch: 8, tdim: 64, theta: 10000, ropeAxes: [12, 12], gate: false, ...over },
   };
+}
+
+/** The config train-unifusion.ts trains: SHAPES_UF_DIT / SHAPES_UF_REFINER (JSON) override the defaults (experiments). */
+export function shapesConfigFromEnv(env: NodeJS.ProcessEnv = process.env): UniFusionConfig {
+  return shapesUniFusionConfig(JSON.parse(env.SHAPES_UF_DIT ?? '{}'), JSON.parse(env.SHAPES_UF_REFINER ?? '{}'));
 }
 
 export type ConditionMode = 'rewrite' | 'no-rewrite';
