@@ -8,7 +8,7 @@
 //     `// @ts-expect-error` lines prove the types are real (not any), and the emitted JS runs;
 //   - the CLI (node_modules/.bin/unifusion, what npx runs) compiles a user graph file with
 //     --bindings, the bindings type-check and run, trains a user train file, and serve-web serves
-//     the prebuilt page.
+//     the prebuilt page, and `unifusion demo` (the main job) runs on the shipped shapes pipeline.
 // Slow (pack + install: minutes on a 2-core machine), so it runs where UNIFUSION_PACKAGE_TEST=1
 // (.ci/run sets it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -296,6 +296,14 @@ describe.skipIf(!enabled)('npm pack + install into a fresh project', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^error: bad-graph\.ts:3: matmul\(f32\[2, 3\], f32\[4, 5\]\)/);
     expect(bad.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('the main job runs from the installed package: `unifusion demo` on the shipped shapes pipeline', async () => {
+    expect(files).toContain('examples/shapes/pipeline/pipeline.json');
+    expect(files).toContain('examples/shapes/pipeline-training/recipe.json');
+    const r = ok(await run(bin(), ['demo', '--n', '4', '--edits', '2', '--recon', '1', '--seeds', '1', '--out', 'demo-out'], { cwd: proj }), 'unifusion demo');
+    expect(r.stdout.trim().split('\n').at(-1)).toMatch(/^prompt adherence: \d+\.\d%$/);
+    expect(fs.existsSync(path.join(proj, 'demo-out', 'report.html'))).toBe(true);
   });
 
   it('serve-web serves the prebuilt page from the installed package', async () => {

@@ -58,7 +58,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--seeds <n>', 'seeds per named scene (each with and without rewriting)', '4')
     .option('--steps <n>', "sampler steps (default: the pipeline's)")
     .option('--guidance <g>', "CFG scale (default: the pipeline's)")
-    .option('--train', 'first regenerate the data and retrain the VLM and UniFusion from scratch with the shipped recipe (about 30-45 min on 2 cores), then run the demo on that pipeline')
+    .option('--train', 'first regenerate the data and retrain the VLM and UniFusion from scratch with the shipped recipe (about 40-55 min on 2 cores), then run the demo on that pipeline')
     .option('--train-out <dir>', 'with --train: a new or empty folder for the runs, pipeline/ and pipeline-training/', 'out/shapes-train')
     .option('--force', 'write into a non-empty folder that holds files unifusion did not write (they are kept)')
     .addHelpText('after', examples('unifusion demo', 'unifusion demo --n 20 --edits 10 --recon 5 --seeds 1 --out out/quick-demo', 'unifusion demo --train --train-out out/my-shapes'))
