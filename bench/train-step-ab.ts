@@ -63,7 +63,7 @@ export async function trainStepAB(specs: readonly string[], rounds: number, warm
 
   const vs: Variant[] = [];
   for (const s of specs) vs.push(await variant(s));
-  const opts = { executionProviders: ['cpu'], intraOpNumThreads: THREADS, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' } as const;
+  const opts = { executionProviders: ['cpu'], intraOpNumThreads: THREADS, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', enableCpuMemArena: false } as const; // (no arena: several step sessions must fit in memory at once)
   const sessions = [];
   for (const v of vs) sessions.push(await ort.InferenceSession.create(v.bytes, opts));
   const losses: number[] = [];
