@@ -211,17 +211,11 @@ async function summarizeProfile(file: string, steps: number): Promise<ProfileSum
   };
 }
 
-export async function trainStep(rounds = 6, perRound = 1, warmup = 3, budgetMs = 150_000, opts: { profile?: boolean; profileSteps?: number; profileOut?: string; arena?: boolean; target?: import('../src/ir/target.ts').Target } = {}): Promise<TrainStepResult> {
-  if (warmup < 2) throw new Error('--warmup must be >= 2 (steps 1 and 2 are the agreement check)');
-  const ort = await import('onnxruntime-node');
+/** The benchmark's model and its compiled step graph (shared by trainStep and bench/train-step-ab.ts). */
+export async function compileBenchStep(opts: { target?: import('../src/ir/target.ts').Target; trainFusion?: readonly string[] } = {}) {
   const { Module, RMSNorm, Linear, TransformerBlock, gridPositions } = await import('../src/dsl/index.ts');
   type Tensor = import('../src/dsl/index.ts').Tensor;
   const { compileTrainStep } = await import('../src/train/step.ts');
-  const { encodeModel } = await import('../codegen/onnx/proto.ts');
-  const { Rng } = await import('../src/ir/init.ts');
-  const { writeSafetensors } = await import('../src/io/safetensors.ts');
-  const { numel } = await import('../src/io/host.ts');
-  type HostTensor = import('../src/io/host.ts').HostTensor;
 
   class DiTStack extends Module {
     layers: InstanceType<typeof TransformerBlock>[];
@@ -246,13 +240,26 @@ export async function trainStep(rounds = 6, perRound = 1, warmup = 3, budgetMs =
   }
 
   const shape = [CFG.batch, SEQ, CFG.hidden];
-  const tc = performance.now();
   const model = new DiTStack();
-  const step = compileTrainStep(
+  return compileTrainStep(
     { name: 'dit_train_step', batch: { x: { dtype: 'f32', shape }, target: { dtype: 'f32', shape } }, loss: (b) => model.forward(b.x!).sub(b.target!).square().mean(), seed: 1234 },
     { beta1: OPT.beta1, beta2: OPT.beta2, eps: OPT.eps, weightDecay: OPT.weightDecay, clipNorm: OPT.clipNorm },
-    { target: opts.target },
+    { target: opts.target, ...(opts.trainFusion ? { trainFusion: opts.trainFusion } : {}) },
   );
+}
+
+export async function trainStep(rounds = 6, perRound = 1, warmup = 3, budgetMs = 150_000, opts: { profile?: boolean; profileSteps?: number; profileOut?: string; arena?: boolean; target?: import('../src/ir/target.ts').Target } = {}): Promise<TrainStepResult> {
+  if (warmup < 2) throw new Error('--warmup must be >= 2 (steps 1 and 2 are the agreement check)');
+  const ort = await import('onnxruntime-node');
+  const { encodeModel } = await import('../codegen/onnx/proto.ts');
+  const { Rng } = await import('../src/ir/init.ts');
+  const { writeSafetensors } = await import('../src/io/safetensors.ts');
+  const { numel } = await import('../src/io/host.ts');
+  type HostTensor = import('../src/io/host.ts').HostTensor;
+
+  const shape = [CFG.batch, SEQ, CFG.hidden];
+  const tc = performance.now();
+  const step = await compileBenchStep({ target: opts.target });
   const bytes = encodeModel(step.emitted.model);
   const compileMs = performance.now() - tc;
   const opCounts: Record<string, number> = {};

@@ -13,7 +13,8 @@ import { concat, constant, Tensor } from '../dsl/tensor.ts';
 import type { Param } from '../dsl/module.ts';
 import { optimize, pipelineFor } from '../passes/pipeline.ts';
 import type { Target } from '../ir/target.ts';
-import type { FusionReport } from '../passes/fusion/fuse.ts';
+import { fuseGraph, type FusionReport } from '../passes/fusion/fuse.ts';
+import { TARGET_TABLE } from '../passes/fusion/targets.ts';
 import { emitModel, paramTensor, type Emitted } from '../../codegen/onnx/emit.ts';
 import { fromFloat64, toFloat64, type HostTensor } from '../io/host.ts';
 
@@ -81,7 +82,18 @@ function defaultDecay(name: string, shape: readonly number[], param: Param | und
   return !/(^|\.)(norm|[a-z_]*norm[a-z_]*|embed[a-z_]*|bias)(\.|$)/.test(name);
 }
 
-export function buildTrainStep(def: TrainStepDefinition, opt: AdamWOptions = {}): { graph: Graph; spec: TrainStepSpec } {
+/**
+ * Fusion of the step's forward before autodiff: these rules' fused ops are then differentiated by
+ * their own VJP (src/ir/ops/fused.ts), which reads only the fused node's inputs, instead of by
+ * the late fusion pass declining them because the backward reads their intermediates.
+ */
+export interface ForwardFusion {
+  target: Target;
+  rules: readonly string[];
+  onReport?: (r: FusionReport) => void;
+}
+
+export function buildTrainStep(def: TrainStepDefinition, opt: AdamWOptions = {}, fuseForward?: ForwardFusion): { graph: Graph; spec: TrainStepSpec } {
   const o = {
     beta1: opt.beta1 ?? 0.9,
     beta2: opt.beta2 ?? 0.999,
@@ -105,12 +117,20 @@ export function buildTrainStep(def: TrainStepDefinition, opt: AdamWOptions = {})
       const lr = input(STEP_INPUTS.lr, 'f32', []);
       const step = input(STEP_INPUTS.step, 'f32', []);
       const tr = currentTrace();
-      const losses: Tensor[] = [];
+      let losses: Tensor[] = [];
       for (let m = 0; m < M; m++) {
         const micro = M === 1 ? batchIn : Object.fromEntries(Object.entries(batchIn).map(([k, t]) => [k, t.slice(0, m, m + 1).squeeze(0)]));
         const l = def.loss(micro);
         if (l.rank !== 0 || !l.isFloat()) throw new DSLError(`train step '${def.name}': loss must be a float scalar, got ${l}`);
         losses.push(l.cast('f32'));
+      }
+      // (recompute regions name their nodes by identity; a forward rebuilt by fusion would orphan them)
+      if (fuseForward && fuseForward.rules.length && tr.regions.length === 0) {
+        const fwd = new Graph(`${def.name}.forward`, [], losses.map((l, i) => ({ name: `loss${i}`, node: l.node })));
+        // built in the trace's own builder: untouched nodes (params, inputs) come back as themselves
+        const { graph, report } = fuseGraph(fwd, fuseForward.rules, fuseForward.target, tr.builder);
+        fuseForward.onReport?.(report);
+        losses = graph.outputs.map((o) => new Tensor(o.node));
       }
       const pnodes = new Graph('p', [], losses.map((l, i) => ({ name: `l${i}`, node: l.node }))).params();
       const trainable = pnodes.filter((p) => !p.params.frozen && isFloat(p.dtype));
@@ -188,10 +208,18 @@ export interface CompiledTrainStep {
 export function compileTrainStep(
   def: TrainStepDefinition,
   opt: AdamWOptions = {},
-  /** target: fuse the step graph for this execution provider (after autodiff, like any graph); default: no fusion */
-  emit: { weights?: 'embed' | 'external' | 'skeleton'; debug?: boolean; target?: Target; onFusion?: (r: FusionReport) => void } = {},
+  /** target: fuse the step graph for this execution provider (its train rules before autodiff, all its rules after, like any graph); default: no fusion */
+  emit: {
+    weights?: 'embed' | 'external' | 'skeleton';
+    debug?: boolean;
+    target?: Target;
+    onFusion?: (r: FusionReport) => void;
+    /** rules fused into the forward before autodiff (default with a target: its table's train.rules); onFusion gets their report first */
+    trainFusion?: readonly string[];
+  } = {},
 ): CompiledTrainStep {
-  const built = buildTrainStep(def, opt);
+  const trainRules = emit.target ? (emit.trainFusion ?? TARGET_TABLE[emit.target].train.rules) : [];
+  const built = buildTrainStep(def, opt, emit.target && trainRules.length ? { target: emit.target, rules: trainRules, onReport: emit.onFusion } : undefined);
   const graph = optimize(built.graph, { debug: emit.debug, passes: emit.target ? pipelineFor(emit.target, { onReport: emit.onFusion }) : undefined });
   const trainable = new Set(built.spec.params.map((p) => p.name));
   const emitted = emitModel(graph, { weights: emit.weights ?? 'embed', paramAsInput: (p) => trainable.has(p.params.name), target: emit.target });

@@ -71,9 +71,14 @@ function convOut(d: Dim, k: number, stride: number, padSum: number, dil: number)
 function matmulWeightGrad(nb: NB, a: Node, b: Node, g: Node): Node {
   if (b.rank === 2 && a.rank > 2) {
     const rows = dimProd(a.shape.slice(0, -1));
-    const af = nb.reshape(a, [rows, a.shape[a.rank - 1]!]);
+    // a's contraction axis moved to the front BEFORE flattening ([..., M, K] -> [K, ..., M] ->
+    // [K, rows]) rather than mT(flatten(a)): onnxruntime fuses a 2-D Transpose feeding a MatMul
+    // into FusedMatMul(transA=1), which MLAS runs 1.5-2x slower than a plain MatMul on a
+    // materialised transpose ([2048, 512]^T @ [2048, 1536], 2 threads, the copy included; BENCHMARKS.md
+    // section 5); through the Reshape it stays a plain MatMul.
+    const at = nb.reshape(nb.transpose(a, [a.rank - 1, ...a.shape.slice(0, -1).map((_, i) => i)]), [a.shape[a.rank - 1]!, rows]);
     const gf = nb.reshape(g, [rows, g.shape[g.rank - 1]!]);
-    return nb.matmul(nb.mT(af), gf);
+    return nb.matmul(at, gf);
   }
   return nb.sumTo(nb.matmul(nb.mT(a), g), b.shape);
 }

@@ -173,6 +173,47 @@ function vjpByDecomposition<K extends FusedKind>(kind: K) {
 }
 
 // ---------------------------------------------------------------------------
+// Dedicated backwards: where the decomposition's VJP would recompute the forward's
+// intermediates and differentiate them one primitive at a time, a closed-form rule that reads only
+// the fused node's inputs (and recomputes one statistic). They let a training graph fuse its
+// forward before autodiff (src/train/step.ts) at no extra backward cost. Each is checked against
+// finite differences and against the decomposition's VJP (test/grad.test.ts, test/fusion/).
+// Cotangents of rarely differentiated inputs (rope's tables) still come from the decomposition:
+// nodes nobody reads are not part of the graph.
+
+type Vjp<K extends FusedKind> = (nb: NB, p: FusedParams[K], ins: readonly Node[], out: Node, g: Node) => (Node | null)[];
+
+const mean1 = (nb: NB, t: Node) => nb.op('reduce_mean', { axes: [t.rank - 1], keepdims: true }, [t]);
+
+const DEDICATED_VJP: { [K in FusedKind]?: Vjp<K> } = {
+  // y = x r w, r = rsqrt(mean(x^2) + eps): dx = r (g w - x^ mean(g w x^)), dw = sum(g x^), x^ = x r
+  rms_norm: (nb, p, [x, w], _out, g) => {
+    const xf = up(nb, x!), gf = up(nb, g);
+    const r = nb.op('rsqrt', {}, [nb.add(mean1(nb, nb.mul(xf, xf)), nb.scalar(p.eps, xf.dtype))]);
+    const xhat = nb.mul(xf, r);
+    const gw = p.weight ? nb.mul(gf, nb.cast(w!, xf.dtype)) : gf;
+    const dx = nb.mul(r, nb.sub(gw, nb.mul(xhat, mean1(nb, nb.mul(gw, xhat)))));
+    return [nb.cast(dx, x!.dtype), p.weight ? nb.cast(nb.sumTo(nb.mul(gf, xhat), w!.shape), w!.dtype) : null];
+  },
+  // y = a s b, s = sigmoid(a): da = g b s (1 + a (1 - s)), db = g a s
+  swiglu: (nb, _p, [a, b], _out, g) => {
+    const s = nb.op('sigmoid', {}, [a!]);
+    const as = nb.mul(a!, s);
+    const one = nb.scalar(1, a!.dtype);
+    const da = nb.mul(nb.mul(g, b!), nb.mul(s, nb.add(one, nb.sub(a!, as))));
+    return [nb.sumTo(da, a!.shape), nb.sumTo(nb.mul(g, as), b!.shape)];
+  },
+  // a rotation's transpose is the rotation by the opposite angle: dx = rope(g, cos, -sin)
+  // (the pass-through channels of a partial rotation pass g through the same way)
+  rope: (nb, p, ins, out, g) => {
+    // (x is never a table: its last axis is at least twice theirs)
+    const [, cos, sin] = ins as [Node, Node, Node];
+    const tables = vjpByDecomposition('rope')(nb, p, ins, out, g);
+    return [nb.op('rope', p, [g, cos, nb.neg(sin)]), tables[1] ?? null, tables[2] ?? null];
+  },
+};
+
+// ---------------------------------------------------------------------------
 // ONNX lowerings (each returns undefined where it does not apply to the node)
 
 type LowerImpl<K extends FusedKind> = (cx: LowerCtx, p: FusedParams[K], ins: readonly string[], node: Node<K>) => string | undefined;
@@ -420,7 +461,7 @@ function fused<K extends FusedKind>(kind: K, arity: number | readonly [number, n
     arity,
     infer,
     eval: (p, ins) => evalByDecomposition(kind, p, ins),
-    vjp: vjpByDecomposition(kind),
+    vjp: (DEDICATED_VJP[kind] as Vjp<K> | undefined) ?? vjpByDecomposition(kind),
     lower: (cx, p, ins, node) => {
       const impls = LOWER[kind] as LowerSet<K>;
       for (const l of TARGET_TABLE[cx.target].lower[kind].use) {

@@ -35,8 +35,12 @@ function usersOf(g: Graph): Map<Node, Node[]> {
   return users;
 }
 
-/** One rule over the graph; returns the new graph and what happened. */
-export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { graph: Graph; fused: number } {
+/**
+ * One rule over the graph; returns the new graph and what happened. `into`: build the new graph
+ * in this builder (a trace's, so that the untouched nodes come back as the same nodes: the train
+ * step fuses its forward this way before autodiff, and its params and inputs keep their identity).
+ */
+export function applyRule(g: Graph, rule: FusionRule, report: RuleReport, into?: Builder): { graph: Graph; fused: number } {
   const patterns = compilePatterns(rule);
   const loose = new Set<OpKind>(rule.loose ?? []);
   const nodes = g.nodes();
@@ -105,7 +109,7 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
   for (const c of cands.values()) for (const [k, f] of c.extra) extras.set(k, f);
   if (accepted.size === 0) return { graph: g, fused: 0 };
 
-  const b = new Builder();
+  const b = into ?? new Builder();
   const nb = new NB(b);
   const map = new Map<Node, Node>();
   // a second output may need an operand that comes later in node order (add-rms-norm's sum needs
@@ -156,14 +160,14 @@ export function applyRule(g: Graph, rule: FusionRule, report: RuleReport): { gra
 }
 
 /** Run `rules` (names of RULES) in order; a rule re-runs while it still fuses (nested sections). */
-export function fuseGraph(g: Graph, rules: readonly string[], target: Target): { graph: Graph; report: FusionReport } {
+export function fuseGraph(g: Graph, rules: readonly string[], target: Target, into?: Builder): { graph: Graph; report: FusionReport } {
   const report: FusionReport = { target, rules: [] };
   for (const name of rules) {
     const rule = RULES[name];
     if (!rule) throw new OpError(`fusion: unknown rule '${name}' (known: ${Object.keys(RULES).join(', ')})`);
     const r: RuleReport = { rule: name, fused: [], declined: [] };
     for (let pass = 0; pass < 4; pass++) {
-      const { graph, fused } = applyRule(g, rule, r);
+      const { graph, fused } = applyRule(g, rule, r, into);
       g = graph;
       if (fused === 0) break;
     }

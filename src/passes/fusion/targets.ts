@@ -46,6 +46,13 @@ export interface TargetSpec {
   rules: readonly string[];
   /** per fused op: lowerings in order of preference, each with the measurement behind it */
   lower: { [K in FusedKind]: { use: readonly Lowering[]; why: string } };
+  /**
+   * Training graphs: rules that also run on the step's FORWARD before autodiff (src/train/step.ts),
+   * so that its fused ops are differentiated by their dedicated backward (fused.ts VJP) instead of
+   * the late pass declining them because the backward reads their intermediates. Only rules whose
+   * fusion made the measured step faster (bench/train-step-ab.ts), with the figure.
+   */
+  train: { rules: readonly string[]; why: string };
 }
 
 const NORM_RULES = ['layer-norm', 'rms-norm', 'gelu', 'rope', 'rope-sections', 'sdpa', 'swiglu'] as const;
@@ -75,6 +82,10 @@ export const TARGET_TABLE: { [T in Target]: TargetSpec } = {
       ada_rms_norm: { use: ['function', 'decompose'], why: 'no standard op; the function body (RMSNormalization-23, Mul, Add) is what ORT runs after inlining, i.e. the RMSNormalization-23 gain above (no CPU kernel of its own: on CPU it is a function)' },
       layer_pool: { use: ['function', 'decompose'], why: 'no standard op; the body is one MatMul([1,n] x [.., n, C]) + Squeeze instead of Transpose + MatMul + Reshape (no CPU kernel of its own: on CPU it is a function)' },
     },
+    train: {
+      rules: [],
+      why: 'NOT MEASURED YET, so off: rms-norm + swiglu before autodiff (34 RMSNormalization + 8 swiglu forwards in the 8 x 512 step, 3818 -> 3626 ONNX nodes) is built and tested, but the interleaved step A/B (npx tsx bench/train-step-ab.ts cpu+ cpu+rms-norm,swiglu) did not finish on the loaded 2-core machine; the count of full-size element-wise ops per norm is about the same either way (the backward recomputes the rstd), so expect a small effect',
+    },
   },
   cuda: {
     description: 'onnxruntime CUDA EP: standard opset-23 fused ops (Attention-23 has flash / memory-efficient kernels), ai.unifusion ops with their CUDA kernels from --cuda-ops (C/C++/Python ORT only) or their function bodies',
@@ -92,6 +103,7 @@ export const TARGET_TABLE: { [T in Target]: TargetSpec } = {
       ada_rms_norm: { use: ['function', 'decompose'], why: 'custom op: --cuda-ops generates its kernel; without the library ORT runs the function body' },
       layer_pool: { use: ['function', 'decompose'], why: 'custom op: --cuda-ops generates its kernel; without the library ORT runs the function body' },
     },
+    train: { rules: [], why: 'no training-graph measurement for this EP (no device); the late pass still fuses what the backward does not read' },
   },
   webgpu: {
     description: 'onnxruntime WebGPU EP: ORT runs none of its level-2 fusions there, so every fusion is in the graph; no ai.onnx Attention kernel, so attention is MultiHeadAttention',
@@ -109,6 +121,7 @@ export const TARGET_TABLE: { [T in Target]: TargetSpec } = {
       ada_rms_norm: { use: ['function', 'decompose'], why: 'custom op with a function body (inlined by ORT)' },
       layer_pool: { use: ['function', 'decompose'], why: 'custom op with a function body (inlined by ORT)' },
     },
+    train: { rules: [], why: 'no training-graph measurement for this EP (no device); the late pass still fuses what the backward does not read' },
   },
   portable: {
     description: 'standard ai.onnx ops only (no com.microsoft, no custom domains): onnxruntime-web and other runtimes; fused ops that are standard opset-23 ops with kernels on every ORT EP the survey lists',
@@ -126,6 +139,7 @@ export const TARGET_TABLE: { [T in Target]: TargetSpec } = {
       ada_rms_norm: { use: ['decompose'], why: 'standard ops only: no custom domain' },
       layer_pool: { use: ['decompose'], why: 'standard ops only: no custom domain' },
     },
+    train: { rules: [], why: 'no training-graph measurement for this EP (no device); the late pass still fuses what the backward does not read' },
   },
 };
 
