@@ -10,6 +10,10 @@ import { assembleShapesPipeline, SHIPPED_RECIPE } from '../train-pipeline.ts';
 
 const [pkg, out, steps] = process.argv.slice(2);
 if (!pkg || !out || !steps) throw new Error('usage: dit-experiment.ts PKG OUT STEPS');
+// like --train-out: a new or empty folder, never inside (or around) the VLM package it reads
+if (fs.existsSync(out) && fs.readdirSync(out).length) throw new Error(`OUT '${out}' is not empty: give a new or empty folder (nothing there is replaced)`);
+const rel = path.relative(path.resolve(pkg), path.resolve(out)), back = path.relative(path.resolve(out), path.resolve(pkg));
+if (!rel || !rel.startsWith('..') || !back.startsWith('..')) throw new Error(`OUT '${out}' overlaps the VLM package '${pkg}'`);
 const run = path.join(out, 'dit-run');
 const t0 = performance.now();
 await trainCommand(codeFile('examples/shapes/train-unifusion.ts'), { out: run, steps: Number(steps), quiet: true, progress: false, typecheck: false });
