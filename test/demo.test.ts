@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { demoCommand, SHIPPED_PIPELINE } from '../src/cli/demo.ts';
+import { demoCommand, readRecipe, SHIPPED_PIPELINE } from '../src/cli/demo.ts';
 import { decodeImage } from '../runtime/shapes/png.ts';
 import { readScene } from '../runtime/shapes/scorer.ts';
 import { NAMED_SCENES } from '../runtime/shapes/scenes.ts';
@@ -60,6 +60,14 @@ describe('unifusion demo (shipped shapes pipeline)', () => {
       expect(fs.readFileSync(path.join(mine, 'keep.txt'), 'utf8')).toBe('user file');
       expect(fs.readdirSync(mine)).toEqual(['keep.txt']);
       await expect(demoCommand({ out: SHIPPED_PIPELINE, n: 1, quiet: true })).rejects.toThrow();
+      // a training folder's recipe.json: t2i and seed are required, provenance is optional
+      const training = path.join(tmp, 'training');
+      fs.mkdirSync(training);
+      fs.writeFileSync(path.join(training, 'recipe.json'), JSON.stringify({ seed: 21 }));
+      await expect(demoCommand({ out: path.join(tmp, 'b'), training, n: 1, quiet: true })).rejects.toThrow(/recipe\.json: 't2i' must be a non-negative integer/);
+      expect(fs.existsSync(path.join(tmp, 'b'))).toBe(false);
+      fs.writeFileSync(path.join(training, 'recipe.json'), JSON.stringify({ t2i: 10, seed: 21 }));
+      expect(readRecipe(training)).toEqual({ t2i: 10, seed: 21 });
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }

@@ -53,8 +53,8 @@ export interface DemoResult extends EvalResult {
 }
 
 export interface Recipe extends TrainRows {
-  /** what made the pipeline, in words (shown in the report) */
-  provenance: string;
+  /** what made the pipeline, in words (shown in the report; optional) */
+  provenance?: string;
 }
 
 function int(flag: string, v: number | string | undefined, dflt: number, min: number): number {
@@ -67,11 +67,16 @@ function int(flag: string, v: number | string | undefined, dflt: number, min: nu
 export function readRecipe(dir: string): Recipe {
   const f = path.join(dir, 'recipe.json');
   if (!fs.existsSync(f)) throw new UsageError(`demo: --training '${dir}' has no recipe.json (the training rows' counts and seed)`);
+  let r: Recipe;
   try {
-    return JSON.parse(fs.readFileSync(f, 'utf8')) as Recipe;
+    r = JSON.parse(fs.readFileSync(f, 'utf8')) as Recipe;
   } catch (e) {
     throw new UsageError(`demo: ${f} is not valid JSON (${(e as Error).message})`);
   }
+  for (const k of ['t2i', 'seed'] as const)
+    if (!Number.isInteger(r?.[k]) || r[k] < 0) throw new UsageError(`demo: ${f}: '${k}' must be a non-negative integer (the training rows' ${k === 't2i' ? 'count' : 'seed'}), got ${JSON.stringify(r?.[k])}`);
+  if (r.provenance !== undefined && typeof r.provenance !== 'string') throw new UsageError(`demo: ${f}: 'provenance' must be a string`);
+  return r;
 }
 
 export async function demoCommand(opts: DemoOptions): Promise<DemoResult> {
@@ -114,7 +119,7 @@ export async function demoCommand(opts: DemoOptions): Promise<DemoResult> {
         { title: 'UniFusion training loss (flow-matching MSE)', points: readMetrics(path.join(training, 'dit-metrics.jsonl')) },
       ],
       lap: w ? { taps: pj.conditioning.taps, weights: w } : undefined,
-      provenance: recipe.provenance,
+      provenance: recipe.provenance ?? `training recipe: ${path.join(training, 'recipe.json')}`,
       seconds: (performance.now() - t0) / 1000,
     }),
   );
