@@ -6,14 +6,14 @@
 //                             offsets i64 [rows + 1]
 //   <out>/rows.jsonl          per row: task, prompt, mode, target scene (the x0 to render)
 //
-//   npx tsx examples/shapes/build-cache.ts out/shapes-vlm-enc out/shapes-cache [t2i] [edits] [recon]
+//   npx tsx examples/shapes/build-cache.ts out/shapes-vlm-enc out/shapes-cache [t2i] [edits] [recon] [partial]
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Session } from '../../runtime/session.ts';
 import { writeSafetensors } from '../../src/io/safetensors.ts';
 import { writeOutputDir } from '../../src/io/outdir.ts';
 import { ditRows, editRows } from '../../runtime/shapes/data.ts';
-import { caption } from '../../runtime/shapes/captions.ts';
+import { caption, partialCaption } from '../../runtime/shapes/captions.ts';
 import { randomScene } from '../../runtime/shapes/scenes.ts';
 import { Rng } from '../../src/ir/init.ts';
 import type { Scene } from '../../runtime/shapes/world.ts';
@@ -33,18 +33,25 @@ export interface CacheCounts {
   recon: number;
   /** share of text-to-image rows conditioned without rewriting */
   noRewrite?: number;
+  /** share of text-to-image rows whose prompt and answer are a partial caption (runtime/shapes/captions.ts partialCaption; default 0) */
+  partial?: number;
   seed?: number;
 }
 
 export function cacheRequests(c: CacheCounts): { rows: CacheRow[]; reqs: ConditionRequest[] } {
   const seed = c.seed ?? 21;
   const rng = new Rng(seed, 'shapes-cache-modes');
+  // its own stream, so the other rows stay what they were without partial captions
+  const pr = new Rng(seed, 'shapes-cache-partial');
   const rows: CacheRow[] = [];
   const reqs: ConditionRequest[] = [];
   for (const r of ditRows(c.t2i, seed)) {
     const mode = rng.uniform() < (c.noRewrite ?? 0.2) ? 'no-rewrite' : 'rewrite';
-    rows.push({ task: 't2i', mode, prompt: r.prompt, target: r.scene });
-    reqs.push({ prompt: r.prompt, images: [], answer: r.caption, mode });
+    let partial = c.partial && pr.uniform() < c.partial ? partialCaption(r.scene, pr) : undefined;
+    if (partial === r.caption) partial = undefined; // nothing dropped: the row keeps its own prompt
+    const prompt = partial ?? r.prompt;
+    rows.push({ task: 't2i', mode, prompt, target: r.scene });
+    reqs.push({ prompt, images: [], answer: partial ?? r.caption, mode });
   }
   for (const e of editRows(c.edits, seed)) {
     rows.push({ task: 'edit', mode: 'rewrite', prompt: e.instruction, target: e.target });
@@ -88,10 +95,10 @@ export async function buildCache(encoderDir: string, out: string, counts: CacheC
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const [enc, out, t2i = '8000', edits = '2000', recon = '600'] = process.argv.slice(2);
+  const [enc, out, t2i = '8000', edits = '2000', recon = '600', partial = '0'] = process.argv.slice(2);
   if (!enc || !out) {
-    process.stderr.write('usage: tsx examples/shapes/build-cache.ts ENCODER_DIR OUT_DIR [t2i] [edits] [recon]\n');
+    process.stderr.write('usage: tsx examples/shapes/build-cache.ts ENCODER_DIR OUT_DIR [t2i] [edits] [recon] [partial share]\n');
     process.exit(2);
   }
-  await buildCache(enc, out, { t2i: Number(t2i), edits: Number(edits), recon: Number(recon) }, (s) => process.stderr.write(s));
+  await buildCache(enc, out, { t2i: Number(t2i), edits: Number(edits), recon: Number(recon), partial: Number(partial) }, (s) => process.stderr.write(s));
 }

@@ -27,6 +27,8 @@ export interface PipelineRecipe {
   t2i: number;
   edits: number;
   recon: number;
+  /** share of t2i rows conditioned on a partial caption (build-cache.ts; 0 = none) */
+  partial?: number;
   /** data seed of the cache rows (the demo excludes these scenes from its held-out prompts) */
   seed: number;
   /** sampler defaults stored in the pipeline */
@@ -78,7 +80,7 @@ export async function trainPipeline(out: string, recipe: PipelineRecipe = SHIPPE
   await timed('import-hf', () => importHf(hf, { out: pkg, taps: 'list:0,2,4' }));
   await timed('condition cache', async () => {
     const { buildCache } = await import('./build-cache.ts');
-    await buildCache(pkg, cache, { t2i: recipe.t2i, edits: recipe.edits, recon: recipe.recon, seed: recipe.seed }, opts.progress === false ? undefined : (s) => process.stderr.isTTY && process.stderr.write(s));
+    await buildCache(pkg, cache, { t2i: recipe.t2i, edits: recipe.edits, recon: recipe.recon, partial: recipe.partial, seed: recipe.seed }, opts.progress === false ? undefined : (s) => process.stderr.isTTY && process.stderr.write(s));
   });
   await timed('UniFusion training', () => trainCommand(codeFile('examples/shapes/train-unifusion.ts'), { out: ditRun, steps: recipe.ditSteps, quiet: true, progress: opts.progress, typecheck: false }));
   const pipeline = path.join(out, 'pipeline');

@@ -103,3 +103,26 @@ export function paraphrase(scene: Scene, rng: Rng): string {
   if (short) return joined;
   return pick(rng, ['', '', '', 'an image of ', 'a picture with ', 'draw ', 'show '] as const) + joined;
 }
+
+// ------------------------------------------------------------------------------ partial captions
+
+/**
+ * A seeded under-specified caption of the scene, in canonical order: each object independently
+ * loses its colour (`a triangle at the top left`) or its shape (`a purple one at the top left`)
+ * with probability `drop` each (never both). The image still shows the whole scene, so a DiT
+ * trained on these rows must draw a cell's colour from the colour word alone and its shape from
+ * the shape word alone: attribute-level conditioning, the factorisation that held-out colour /
+ * shape pairs need (examples/shapes/NOTES.md, phase 4). Can equal the canonical caption.
+ */
+export function partialCaption(scene: Scene, rng: Rng, drop = 0.25): string {
+  if (!(drop >= 0 && drop <= 0.5)) throw new RangeError(`partialCaption: drop must be in [0, 0.5], got ${drop}`);
+  const objs = objectsOf(scene);
+  if (objs.length === 0) throw new SceneError('an empty scene has no caption');
+  return joinList(
+    objs.map((o) => {
+      const u = rng.uniform();
+      const what = u < drop ? o.shape : u < 2 * drop ? `${o.colour} one` : `${o.colour} ${o.shape}`;
+      return `a ${what} at the ${POSITIONS[o.cell]}`;
+    }),
+  );
+}

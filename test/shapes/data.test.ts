@@ -53,6 +53,26 @@ describe('shapes datasets', () => {
     }
   });
 
+  it('cache rows with partial captions: only words removed from the canonical caption, same scenes, no held-out pair named', async () => {
+    const { cacheRequests } = await import('../../examples/shapes/build-cache.ts');
+    const plain = cacheRequests({ t2i: 600, edits: 20, recon: 10 });
+    const part = cacheRequests({ t2i: 600, edits: 20, recon: 10, partial: 0.5 });
+    expect(part.rows.map((r) => r.target)).toEqual(plain.rows.map((r) => r.target));
+    let partial = 0;
+    part.reqs.forEach((q, i) => {
+      if (q.answer === plain.reqs[i]!.answer) return expect(q).toEqual(plain.reqs[i]);
+      partial++;
+      expect(part.rows[i]!.task).toBe('t2i');
+      expect(q.prompt).toBe(q.answer);
+      const words = (t: string) => t.split(/[ ,]+/);
+      for (const w of words(q.answer!)) expect(w === 'one' || words(caption(part.rows[i]!.target)).includes(w)).toBe(true);
+      for (const w of ['purple triangle', 'yellow square', 'white circle']) expect(q.answer!.includes(w)).toBe(false);
+    });
+    // half the t2i rows drawn partial; about 58 % of those lose at least one word
+    expect(partial).toBeGreaterThan(120);
+    expect(partial).toBeLessThan(260);
+  });
+
   it('evaluation scenes avoid the training scenes', () => {
     const train = new Set(ditRows(2000, 5).map((r) => sceneKey(r.scene)));
     const ev = evalScenes(300, 6, train);

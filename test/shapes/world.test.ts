@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../src/ir/init.ts';
-import { caption, paraphrase, parseCaption } from '../../runtime/shapes/captions.ts';
+import { caption, paraphrase, parseCaption, partialCaption } from '../../runtime/shapes/captions.ts';
 import { applyEdit, instruction, parseInstruction, randomEdit } from '../../runtime/shapes/edits.ts';
 import { hasHeldOut, HELD_OUT, NAMED_SCENES, randomScene } from '../../runtime/shapes/scenes.ts';
 import { cellCentre, emptyScene, inShape, objectsOf, render, sameScene, sceneOf, SIZE, type Scene } from '../../runtime/shapes/world.ts';
@@ -101,6 +101,33 @@ describe('shapes world', () => {
       seen.add(p);
     }
     expect(seen.size).toBeGreaterThan(290);
+  });
+
+  it('partial captions: canonical order, each object loses its colour or its shape (never both), seeded', () => {
+    const rng = new Rng(11, 'pc');
+    let colourless = 0, shapeless = 0, full = 0;
+    for (let i = 0; i < 400; i++) {
+      const s = randomScene(rng);
+      const p = partialCaption(s, new Rng(i, 'y'));
+      expect(p).toBe(partialCaption(s, new Rng(i, 'y')));
+      expect(partialCaption(s, new Rng(i, 'y'), 0)).toBe(caption(s));
+      const phrases = p.replace(/ and (?=a )/, ', ').split(', ');
+      const objs = objectsOf(s);
+      expect(phrases.length).toBe(objs.length);
+      objs.forEach((o, k) => {
+        const ph = phrases[k]!;
+        expect(ph.endsWith(` at the ${caption(sceneOf([o])).split(' at the ')[1]}`)).toBe(true);
+        const hasColour = ph.startsWith(`a ${o.colour} `), hasShape = ph.includes(` ${o.shape} at`);
+        expect(hasColour || hasShape).toBe(true);
+        if (!hasColour) (colourless++, expect(ph.startsWith(`a ${o.shape} at`)).toBe(true));
+        else if (!hasShape) (shapeless++, expect(ph.startsWith(`a ${o.colour} one at`)).toBe(true));
+        else full++;
+      });
+    }
+    // drop 0.25 each: about a quarter of the objects lose their colour, a quarter their shape
+    const n = colourless + shapeless + full;
+    for (const c of [colourless, shapeless]) expect(Math.abs(c / n - 0.25)).toBeLessThan(0.05);
+    expect(() => partialCaption(randomScene(rng), rng, 0.6)).toThrow(/drop must be in/);
   });
 
   it('edits: canonical instructions round-trip and produce the expected target scenes', () => {

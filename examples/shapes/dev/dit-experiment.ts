@@ -1,14 +1,14 @@
 // Dev experiment: train only the shapes DiT (train-unifusion.ts, the env's SHAPES_UF_* settings) on an
 // existing condition cache and VLM package, and assemble <out>/pipeline + <out>/pipeline-training/recipe.json
 // so the demo and dev/dit-eval.ts read it like a --train output.
-//   SHAPES_CACHE=CACHE npx tsx examples/shapes/dev/dit-experiment.ts PKG OUT STEPS
+//   SHAPES_CACHE=CACHE npx tsx examples/shapes/dev/dit-experiment.ts PKG OUT STEPS [THREADS]
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { trainCommand } from '../../../src/cli/train.ts';
 import { codeFile } from '../../../src/layout.ts';
 import { assembleShapesPipeline, SHIPPED_RECIPE } from '../train-pipeline.ts';
 
-const [pkg, out, steps] = process.argv.slice(2);
+const [pkg, out, steps, threads] = process.argv.slice(2);
 if (!pkg || !out || !steps) throw new Error('usage: dit-experiment.ts PKG OUT STEPS');
 // like --train-out: a new or empty folder, never inside (or around) the VLM package it reads
 if (fs.existsSync(out) && fs.readdirSync(out).length) throw new Error(`OUT '${out}' is not empty: give a new or empty folder (nothing there is replaced)`);
@@ -16,7 +16,7 @@ const rel = path.relative(path.resolve(pkg), path.resolve(out)), back = path.rel
 if (!rel || !rel.startsWith('..') || !back.startsWith('..')) throw new Error(`OUT '${out}' overlaps the VLM package '${pkg}'`);
 const run = path.join(out, 'dit-run');
 const t0 = performance.now();
-await trainCommand(codeFile('examples/shapes/train-unifusion.ts'), { out: run, steps: Number(steps), quiet: true, progress: false, typecheck: false });
+await trainCommand(codeFile('examples/shapes/train-unifusion.ts'), { out: run, steps: Number(steps), quiet: true, progress: false, typecheck: false, intraOpThreads: threads ? Number(threads) : undefined });
 const seconds = (performance.now() - t0) / 1000;
 await assembleShapesPipeline(pkg, run, path.join(out, 'pipeline'), SHIPPED_RECIPE.sampler);
 fs.mkdirSync(path.join(out, 'pipeline-training'));
