@@ -14,8 +14,8 @@
 // and the DiT is conditioned on the taps of the answer tokens (the rewritten caption; not its
 // stop token) and of every image token. Without rewriting ('no-rewrite') it is conditioned on the
 // prompt's own tokens (and the image tokens) of the same sequence up to the generation prompt.
-// The selected tokens are packed to the front (refiner and DiT give condition tokens no positions,
-// so packing computes exactly what masking the full sequence would). The dropped condition for
+// The selected tokens are packed to the front; the refiner's 1D RoPE numbers them in that packed
+// order (the DiT gives condition tokens no positions), the same at training and at sampling. The dropped condition for
 // CFG is the empty one: no token (one zero row, mask false).
 import type { UniFusionConfig } from '../../graphs/unifusion.ts';
 import { fromFloat64, type HostTensor } from '../../src/io/host.ts';
@@ -34,7 +34,9 @@ export function shapesUniFusionConfig(over: Partial<UniFusionConfig['dit']> = {}
     vlm: { name: 'shapes-vlm (qwen2 4 x 96)', layers: 4, hidden: VLM_HIDDEN, heads: 4, kvHeads: 2, headDim: 24 },
     taps: TAPS,
     lap: { heads: 2, ffn: 64 },
-    refiner: { blocks: 2, heads: 2, ffn: 192, ...refiner },
+    // 1D RoPE over the packed condition order (graphs/refiner.ts): with it (and 30 % partial captions) the DiT
+    // alone scored fresh scenes 93 % vs 76 %, held-out pairs 38 % vs 30 % at 4800 steps (examples/shapes/NOTES.md, phase 4)
+    refiner: { blocks: 2, heads: 2, ffn: 192, rope: { theta: 10000 }, ...refiner },
     dit: { hidden: 96, depth: 4, heads: 4, ffn: 256, channels: 3, patch: 8, tdim: 64, theta: 10000, ropeAxes: [12, 12], gate: false, ...over },
   };
 }
