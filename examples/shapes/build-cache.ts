@@ -40,6 +40,7 @@ export interface CacheCounts {
 
 export function cacheRequests(c: CacheCounts): { rows: CacheRow[]; reqs: ConditionRequest[] } {
   const seed = c.seed ?? 21;
+  if (c.partial !== undefined && !(c.partial >= 0 && c.partial <= 1)) throw new RangeError(`build-cache: the partial-caption share must be in [0, 1], got ${c.partial}`);
   const rng = new Rng(seed, 'shapes-cache-modes');
   // its own stream, so the other rows stay what they were without partial captions
   const pr = new Rng(seed, 'shapes-cache-partial');

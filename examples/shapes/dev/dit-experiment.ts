@@ -9,7 +9,8 @@ import { codeFile } from '../../../src/layout.ts';
 import { assembleShapesPipeline, SHIPPED_RECIPE } from '../train-pipeline.ts';
 
 const [pkg, out, steps, threads] = process.argv.slice(2);
-if (!pkg || !out || !steps) throw new Error('usage: dit-experiment.ts PKG OUT STEPS');
+if (!pkg || !out || !steps) throw new Error('usage: dit-experiment.ts PKG OUT STEPS [THREADS]');
+if (threads !== undefined && !(Number.isInteger(Number(threads)) && Number(threads) >= 1)) throw new Error(`THREADS must be an integer >= 1, got '${threads}'`);
 // like --train-out: a new or empty folder, never inside (or around) the VLM package it reads
 if (fs.existsSync(out) && fs.readdirSync(out).length) throw new Error(`OUT '${out}' is not empty: give a new or empty folder (nothing there is replaced)`);
 const rel = path.relative(path.resolve(pkg), path.resolve(out)), back = path.relative(path.resolve(out), path.resolve(pkg));
