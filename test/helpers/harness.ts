@@ -34,14 +34,14 @@ export function refToHost(t: RefTensor): HostTensor {
   return fromFloat64(t.dtype, t.shape, t.data);
 }
 
-function toOrt(t: RefTensor): ort.Tensor {
+export function toOrt(t: RefTensor): ort.Tensor {
   const h = refToHost(t);
   const type = DTYPE_INFO[t.dtype].ort;
   if (!type) throw new Error(`no onnxruntime JS type for ${t.dtype}`);
   return new ort.Tensor(type, h.data as never, t.shape);
 }
 
-function fromOrt(t: ort.Tensor, dtype: DType): RefTensor {
+export function fromOrt(t: ort.Tensor, dtype: DType): RefTensor {
   const data = t.data as HostTensor['data'];
   const h = { dtype, shape: [...t.dims], data } as HostTensor;
   return { dtype, shape: [...t.dims], data: toFloat64(h) };
