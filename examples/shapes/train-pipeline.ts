@@ -36,7 +36,7 @@ export interface PipelineRecipe {
 }
 
 /** The recipe of the shipped pipeline (examples/shapes/NOTES.md). */
-export const SHIPPED_RECIPE: PipelineRecipe = { vlmSteps: 1500, vlmRows: 20000, ditSteps: 4800, t2i: 16000, edits: 3000, recon: 1000, partial: 0.3, seed: 21, sampler: { steps: 10, guidance: 3, shift: 1 } };
+export const SHIPPED_RECIPE: PipelineRecipe = { vlmSteps: 2500, vlmRows: 20000, ditSteps: 4200, t2i: 16000, edits: 3000, recon: 1000, partial: 0.3, seed: 21, sampler: { steps: 10, guidance: 3, shift: 1 } };
 
 export interface TrainPipelineResult {
   pipeline: string;
