@@ -78,15 +78,16 @@ export const ADJOINT_OPS = {
       let ind = node.inputs[1]!.dtype === 'i64' ? idx! : cx.emit1('Cast', [idx!], { to: { i: DTYPE_INFO.i64.onnx } });
       const nv = cx.dims([n]);
       ind = cx.emit1('Where', [cx.emit1('Less', [ind, cx.scalar(0, 'i64')]), cx.emit1('Add', [ind, nv]), ind]);
+      const rows = cx.dims([dimProd(idxShape), pq]); // [ids, P*Q]: the updates' shape and the expanded indices'
       ind = cx.emit1('Reshape', [ind, cx.dims([dimProd(idxShape), 1])]);
-      ind = cx.emit1('Expand', [ind, cx.dims([dimProd(idxShape), pq])]);
+      ind = cx.emit1('Expand', [ind, rows]);
       // ORT CPU has no f16/bf16 scatter-add, and summing many half-precision terms loses
       // bits anyway: accumulate in f32 and cast back
       const low = node.dtype === 'f16' || node.dtype === 'bf16';
       const acc = low ? 'f32' : node.dtype;
       let gin = g!;
       if (low) gin = cx.emit1('Cast', [gin], { to: { i: DTYPE_INFO.f32.onnx } });
-      const upd = cx.emit1('Reshape', [cx.emit1('Transpose', [gin], { perm: { ints: perm } }), cx.dims([dimProd(idxShape), pq])]);
+      const upd = cx.emit1('Reshape', [cx.emit1('Transpose', [gin], { perm: { ints: perm } }), rows]);
       const zeros = cx.emit1('Expand', [cx.scalar(0, acc), cx.dims([n, pq])]);
       let sc = cx.emit1('ScatterElements', [zeros, ind, upd], { axis: { i: 0 }, reduction: { s: 'add' } });
       if (low) sc = cx.emit1('Cast', [sc], { to: { i: DTYPE_INFO[node.dtype].onnx } });
