@@ -2,19 +2,32 @@
 // pipeline, the same items for each (runtime/shapes/demo), so the pipeline's stored defaults are
 // a measured choice. Guidance 1 = conditional only (no CFG): the gap to guidance > 1 shows how
 // much the DiT's output depends on the condition.
-//   npx tsx examples/shapes/dev/sweep-sampling.ts [PIPELINE] [n] 'steps,guidance,shift;...'
+//   npx tsx examples/shapes/dev/sweep-sampling.ts [--dev] [PIPELINE] [n] 'steps,guidance,shift[,euler|heun[,norm]];...'
+// --dev: score a validation set drawn from other seeds, disjoint from the demo's scenes (choose
+// settings there, then report them on the demo's set).
 import * as path from 'node:path';
 import { evalItems, trainingSceneKeys } from '../../../runtime/shapes/demo/sets.ts';
+import { sceneKey } from '../../../runtime/shapes/scenes.ts';
 import { evaluatePipeline } from '../../../runtime/shapes/demo/run.ts';
 import { readRecipe } from '../../../src/cli/demo.ts';
 
-const [pipe = 'examples/shapes/pipeline', n = '100', grid = '10,3,1;10,1,1;10,5,1;10,3,3;20,3,1'] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const dev = args.includes('--dev');
+const [pipe = 'examples/shapes/pipeline', n = '100', grid = '10,3,1;10,1,1;10,5,1;10,3,3;20,3,1'] = args.filter((a) => a !== '--dev');
 const recipe = readRecipe(path.join(path.dirname(pipe), 'pipeline-training'));
-const items = evalItems({ t2i: Number(n), edits: Math.round(Number(n) / 2), recon: Math.round(Number(n) / 4), namedSeeds: 2 }, trainingSceneKeys(recipe));
+const sizes = { t2i: Number(n), edits: Math.round(Number(n) / 2), recon: Math.round(Number(n) / 4), namedSeeds: 2 };
+const trained = trainingSceneKeys(recipe);
+// the demo's own sets (its default sizes), kept out of the validation set
+const demoScenes = new Set(evalItems({ t2i: 200, edits: 100, recon: 50, namedSeeds: 1 }, trained).flatMap((it) => [it.target, ...(it.source ? [it.source] : [])].map(sceneKey)));
+const items = dev ? evalItems(sizes, new Set([...trained, ...demoScenes]), 100) : evalItems(sizes, trained);
+process.stdout.write(`${dev ? 'validation set (seeds 107-110, disjoint from the demo)' : "the demo's set"}: ${items.length} items\n`);
 for (const g of grid.split(';')) {
-  const [steps, guidance, shift] = g.split(',').map(Number) as [number, number, number];
+  const [a, b, c, sampler, norm] = g.split(',');
+  const [steps, guidance, shift] = [a, b, c].map(Number) as [number, number, number];
+  if (sampler !== undefined && sampler !== 'euler' && sampler !== 'heun') throw new Error(`grid entry '${g}': the sampler is euler or heun`);
+  if (norm !== undefined && norm !== 'norm') throw new Error(`grid entry '${g}': the fifth field is 'norm' (CFG renormalisation) or absent`);
   const t0 = performance.now();
-  const r = await evaluatePipeline(pipe, items, { steps, guidance, shift, progress: false });
+  const r = await evaluatePipeline(pipe, items, { steps, guidance, shift, sampler, cfgNorm: norm === 'norm', progress: false });
   const cells = r.scores.map((s) => `${s.cat} ${(100 * s.mean).toFixed(1)}`).join(' | ');
-  process.stdout.write(`steps ${steps} guidance ${guidance} shift ${shift}: held-out t2i ${(100 * r.adherence).toFixed(1)}% | ${cells} (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+  process.stdout.write(`steps ${steps} guidance ${guidance} shift ${shift}${sampler ? ' ' + sampler : ''}${norm ? ' cfg-norm' : ''}: held-out t2i ${(100 * r.adherence).toFixed(1)}% | ${cells} (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
 }

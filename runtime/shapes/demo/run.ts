@@ -4,7 +4,7 @@
 // dropped condition, and the scorer reads every sample back into a scene.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Pipeline } from '../../pipeline/pipeline.ts';
+import { Pipeline, type GenerateRequest } from '../../pipeline/pipeline.ts';
 import { concatConditions, type Condition } from '../../pipeline/condition.ts';
 import { progressBar } from '../../sampler/progress.ts';
 import { VlmPackage } from '../../vlm/index.ts';
@@ -20,6 +20,9 @@ export interface SampleOptions {
   guidance?: number;
   /** static shift of the sigma schedule (default: the pipeline's) */
   shift?: number;
+  /** ODE solver and CFG renormalisation (default: the pipeline's) */
+  sampler?: GenerateRequest['sampler'];
+  cfgNorm?: boolean;
   /** images per DiT call (cond + uncond count as one) */
   batch?: number;
   /** prompts per VLM call */
@@ -104,7 +107,7 @@ export async function evaluatePipeline(dir: string, items: readonly EvalItem[], 
       const n = Math.min(B, items.length - s);
       const cond = concatConditions(conds.slice(s, s + n), pipe.seqAxes);
       // generate() seeds image k with seed + k: one call per chunk keeps item k at seedOf(k)
-      const r = await pipe.generate({ prompts: items.slice(s, s + n).map((it) => it.prompt), conditions: cond, rewrite: false, seed: seedOf(s), steps: o.steps, guidance: o.guidance, shift: o.shift, progress: false });
+      const r = await pipe.generate({ prompts: items.slice(s, s + n).map((it) => it.prompt), conditions: cond, rewrite: false, seed: seedOf(s), steps: o.steps, guidance: o.guidance, shift: o.shift, sampler: o.sampler, cfgNorm: o.cfgNorm, progress: false });
       r.images.forEach((g, j) => (images[s + j] = { width: g.image.width, height: g.image.height, data: new Uint8Array(g.image.data.buffer, g.image.data.byteOffset, g.image.data.length) }));
       sbar?.tick();
     }

@@ -47,23 +47,28 @@ export function trainingSceneKeys(rows: TrainRows): Set<string> {
   return new Set(ditRows(rows.t2i, rows.seed).map((r) => sceneKey(r.scene)));
 }
 
-export function evalItems(sizes: SetSizes, exclude: ReadonlySet<string>): EvalItem[] {
+/**
+ * The demo's items. `seedBase` > 0 draws another set from other seeds (a validation set for dev
+ * sweeps, so that sampler settings are not chosen on the demo's own prompts; give the demo's scenes
+ * in `exclude` to keep the sets apart).
+ */
+export function evalItems(sizes: SetSizes, exclude: ReadonlySet<string>, seedBase = 0): EvalItem[] {
   const items: EvalItem[] = [];
-  for (const s of evalScenes(sizes.t2i, 7, exclude)) items.push({ cat: hasHeldOut(s) ? 't2i held-out pairs' : 't2i', prompt: caption(s), rewrite: true, target: s });
+  for (const s of evalScenes(sizes.t2i, seedBase + 7, exclude)) items.push({ cat: hasHeldOut(s) ? 't2i held-out pairs' : 't2i', prompt: caption(s), rewrite: true, target: s });
   for (const [name, s] of Object.entries(NAMED_SCENES))
     for (let k = 0; k < sizes.namedSeeds; k++) {
       items.push({ cat: 'named, rewrite', prompt: name, rewrite: true, target: s, name });
       items.push({ cat: 'named, no rewrite', prompt: name, rewrite: false, target: s, name });
     }
-  const er = new Rng(8, 'eval-edits');
+  const er = new Rng(seedBase + 8, 'eval-edits');
   let edits = 0;
-  for (const s of evalScenes(4 * sizes.edits + 8, 9, exclude)) {
+  for (const s of evalScenes(4 * sizes.edits + 8, seedBase + 9, exclude)) {
     if (edits >= sizes.edits) break;
     const e = randomEdit(s, er);
     if (!e) continue;
     items.push({ cat: 'edit', prompt: instruction(e.edit), source: s, rewrite: true, target: e.target });
     edits++;
   }
-  for (const s of evalScenes(sizes.recon, 10, exclude)) items.push({ cat: 'recon', prompt: '', source: s, rewrite: true, target: s });
+  for (const s of evalScenes(sizes.recon, seedBase + 10, exclude)) items.push({ cat: 'recon', prompt: '', source: s, rewrite: true, target: s });
   return items;
 }
