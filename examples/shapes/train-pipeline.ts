@@ -92,7 +92,7 @@ export async function trainPipeline(out: string, recipe: PipelineRecipe = SHIPPE
   const total = Object.values(seconds).reduce((a, b) => a + b, 0);
   fs.writeFileSync(
     path.join(training, 'recipe.json'),
-    JSON.stringify({ t2i: recipe.t2i, seed: recipe.seed, recipe, seconds, provenance: `made by unifusion demo --train (examples/shapes/train-pipeline.ts): VLM ${recipe.vlmSteps} steps on ${recipe.vlmRows} rows (task shares: examples/shapes/train-vlm.ts TRAIN_MIX), UniFusion ${recipe.ditSteps} steps x batch 32 on ${recipe.t2i} t2i (${Math.round(100 * (recipe.partial ?? 0))} % drawn with partial captions) / ${recipe.edits} edit / ${recipe.recon} reconstruction rows (seed ${recipe.seed}); ${total.toFixed(0)} s of training.` }, null, 2) + '\n',
+    JSON.stringify({ t2i: recipe.t2i, seed: recipe.seed, recipe, seconds, provenance: `made by unifusion demo --train (examples/shapes/train-pipeline.ts): VLM ${recipe.vlmSteps} steps on ${recipe.vlmRows} rows (task shares: runtime/shapes/data.ts VLM_MIX), UniFusion ${recipe.ditSteps} steps x batch 32 on ${recipe.t2i} t2i (${Math.round(100 * (recipe.partial ?? 0))} % drawn with partial captions) / ${recipe.edits} edit / ${recipe.recon} reconstruction rows (seed ${recipe.seed}); ${total.toFixed(0)} s of training.` }, null, 2) + '\n',
   );
   return { pipeline, training, seconds };
 }

@@ -7,21 +7,15 @@
 // then examples/shapes/save-vlm.ts writes the Hugging Face folder from the run's params.
 import { defineTrainStep } from '../../src/cli/train.ts';
 import { shuffledBatches } from '../../runtime/trainer.ts';
-import { vlmRows, type VlmTask } from '../../runtime/shapes/data.ts';
+import { VLM_MIX, vlmRows } from '../../runtime/shapes/data.ts';
 import { encodeRow, maskedCrossEntropy, SEQ, ShapesVLM, vlmBatch, vlmConfigJson } from './vlm.ts';
 import { SIZE } from '../../runtime/shapes/world.ts';
 
 export const BATCH = Number(process.env.SHAPES_VLM_BATCH ?? 32);
 export const ROWS = Number(process.env.SHAPES_VLM_ROWS ?? 20000);
 export const DATA_SEED = Number(process.env.SHAPES_VLM_DATA_SEED ?? 11);
-/**
- * The shipped VLM's task shares: edit-heavy, since edit rewriting is the task the 4 x 96 LM learns last
- * (examples/shapes/NOTES.md phase 6: at 2500 steps on dev/vlm-eval.ts, 80 rows per task, edit rewrite
- * 38.8 % with runtime/shapes/data.ts VLM_MIX, 55.0 % with this mix, paraphrase rewrite 82.5 -> 85.0 %).
- */
-export const TRAIN_MIX: Record<VlmTask, number> = { caption: 0.15, lm: 0.03, rewrite: 0.25, 'rewrite-named': 0.05, 'rewrite-edit': 0.42, 'rewrite-image': 0.1 };
-/** task shares (JSON, e.g. '{"rewrite":0.4}' over TRAIN_MIX) */
-export const MIX: Record<VlmTask, number> = { ...TRAIN_MIX, ...JSON.parse(process.env.SHAPES_VLM_MIX ?? '{}') };
+/** task shares (JSON, e.g. '{"rewrite":0.4}' over the defaults) */
+export const MIX = { ...VLM_MIX, ...JSON.parse(process.env.SHAPES_VLM_MIX ?? '{}') };
 
 const config = vlmConfigJson();
 const model = new ShapesVLM(config);
