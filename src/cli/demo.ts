@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { preflightOutputDir, writeOutputDir, type OutputTarget } from '../io/outdir.ts';
 import { UsageError } from './errors.ts';
 import { PACKAGE_ROOT } from '../layout.ts';
-import { evalItems, trainingSceneKeys, type SetSizes, type TrainRows } from '../../runtime/shapes/demo/sets.ts';
+import { DEMO_SIZES, evalItems, trainingSceneKeys, type SetSizes, type TrainRows } from '../../runtime/shapes/demo/sets.ts';
 import { evaluatePipeline, readMetrics, type EvalResult } from '../../runtime/shapes/demo/run.ts';
 import { lapWeights, writeReport } from '../../runtime/shapes/demo/report.ts';
 
@@ -81,7 +81,8 @@ export function readRecipe(dir: string): Recipe {
 
 export async function demoCommand(opts: DemoOptions): Promise<DemoResult> {
   const t0 = performance.now();
-  const sizes: SetSizes = { t2i: int('--n', opts.n, 200, 1), edits: int('--edits', opts.edits, 100, 0), recon: int('--recon', opts.recon, 50, 0), namedSeeds: int('--seeds', opts.seeds, 4, 1) };
+  const d = DEMO_SIZES;
+  const sizes: SetSizes = { t2i: int('--n', opts.n, d.t2i, 1), edits: int('--edits', opts.edits, d.edits, 0), recon: int('--recon', opts.recon, d.recon, 0), namedSeeds: int('--seeds', opts.seeds, d.namedSeeds, 1) };
   const steps = opts.steps === undefined ? undefined : int('--steps', opts.steps, 0, 1);
   const guidance = opts.guidance === undefined ? undefined : Number(opts.guidance);
   if (guidance !== undefined && !(Number.isFinite(guidance) && guidance >= 0)) throw new UsageError(`demo: --guidance must be a non-negative number, got ${opts.guidance}`);

@@ -6,8 +6,7 @@
 // --dev: score a validation set drawn from other seeds, disjoint from the demo's scenes (choose
 // settings there, then report them on the demo's set).
 import * as path from 'node:path';
-import { evalItems, trainingSceneKeys } from '../../../runtime/shapes/demo/sets.ts';
-import { sceneKey } from '../../../runtime/shapes/scenes.ts';
+import { evalItems, trainingSceneKeys, validationItems } from '../../../runtime/shapes/demo/sets.ts';
 import { evaluatePipeline } from '../../../runtime/shapes/demo/run.ts';
 import { readRecipe } from '../../../src/cli/demo.ts';
 
@@ -17,9 +16,7 @@ const [pipe = 'examples/shapes/pipeline', n = '100', grid = '10,3,1;10,1,1;10,5,
 const recipe = readRecipe(path.join(path.dirname(pipe), 'pipeline-training'));
 const sizes = { t2i: Number(n), edits: Math.round(Number(n) / 2), recon: Math.round(Number(n) / 4), namedSeeds: 2 };
 const trained = trainingSceneKeys(recipe);
-// the demo's own sets (its default sizes), kept out of the validation set
-const demoScenes = new Set(evalItems({ t2i: 200, edits: 100, recon: 50, namedSeeds: 1 }, trained).flatMap((it) => [it.target, ...(it.source ? [it.source] : [])].map(sceneKey)));
-const items = dev ? evalItems(sizes, new Set([...trained, ...demoScenes]), 100) : evalItems(sizes, trained);
+const items = dev ? validationItems(sizes, trained) : evalItems(sizes, trained);
 process.stdout.write(`${dev ? 'validation set (seeds 107-110, disjoint from the demo)' : "the demo's set"}: ${items.length} items\n`);
 for (const g of grid.split(';')) {
   const [a, b, c, sampler, norm] = g.split(',');

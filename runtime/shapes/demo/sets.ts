@@ -37,6 +37,9 @@ export interface SetSizes {
   recon: number;
 }
 
+/** The demo's set sizes (`unifusion demo` defaults: --n, --edits, --recon, --seeds). */
+export const DEMO_SIZES: Readonly<SetSizes> = { t2i: 200, edits: 100, recon: 50, namedSeeds: 4 };
+
 /** Which training rows the DiT saw (the recipe's counts and seed): their scenes are excluded. */
 export interface TrainRows {
   t2i: number;
@@ -71,4 +74,18 @@ export function evalItems(sizes: SetSizes, exclude: ReadonlySet<string>, seedBas
   }
   for (const s of evalScenes(sizes.recon, seedBase + 10, exclude)) items.push({ cat: 'recon', prompt: '', source: s, rewrite: true, target: s });
   return items;
+}
+
+/** The scene keys of the items' targets and source images. */
+export function itemScenes(items: readonly EvalItem[]): string[] {
+  return items.flatMap((it) => [it.target, ...(it.source ? [it.source] : [])].map(sceneKey));
+}
+
+/**
+ * A validation set for dev sweeps: the demo's items drawn from other seeds (seedBase), apart from the
+ * training scenes and from every scene of the demo's own set, so that settings chosen on it are not
+ * fitted to the prompts the demo reports.
+ */
+export function validationItems(sizes: SetSizes, trained: ReadonlySet<string>, seedBase = 100): EvalItem[] {
+  return evalItems(sizes, new Set([...trained, ...itemScenes(evalItems(DEMO_SIZES, trained))]), seedBase);
 }
